@@ -1,0 +1,128 @@
+"""The backend interface every inference backend implements (Polygraphy's runner lifecycle).
+
+A backend runs one graph (``encoder`` or ``head``) of one model. Construction only stores arguments: no file is
+read, no library is imported and no device is touched until ``__enter__``. ``infer`` checks the feeds against the
+graph spec, then calls the backend's ``_infer``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar
+
+import numpy as np
+
+from sgjnd.errors import BackendError, UsageError
+from sgjnd.spec import GraphSpec, ModelSpec
+
+
+class Backend(abc.ABC):
+    """One graph on one inference library.
+
+    Args:
+        artifact: the file to load (checkpoint, ONNX graph or engine).
+        model: the model spec read from the artifact's sidecar.
+        graph: which graph of the model this backend runs.
+        options: backend-specific options (providers, threads, device, ...).
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, artifact: Path, model: ModelSpec, graph: GraphSpec, **options: Any) -> None:
+        self.artifact = Path(artifact)
+        self.model = model
+        self.graph = graph
+        self.options = options
+        self._active = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def __enter__(self) -> Backend:
+        self._load()
+        self._active = True
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._active = False
+        self._unload()
+
+    @property
+    def max_batch_size(self) -> int | None:
+        """Largest batch the loaded artifact accepts; None when unbounded."""
+        return None
+
+    @property
+    def preferred_batch_size(self) -> int:
+        """The batch size the predictor should fill; bounded by ``max_batch_size``."""
+        return 16
+
+    @property
+    def description(self) -> str:
+        """A short human-readable label (backend, device, precision)."""
+        return self.name
+
+    # -- inference -------------------------------------------------------------------------------------------
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on ``feeds`` (name -> array) and return outputs by name.
+
+        Raises:
+            UsageError: a feed is missing, extra, or of the wrong dtype or shape.
+            BackendError: the backend is not active (use it in a ``with`` block) or inference failed.
+        """
+        if not self._active:
+            raise BackendError(f"{self.name} backend for {self.graph.name} is not loaded: use it in a `with` block")
+        check_feeds(self.graph, feeds, self.max_batch_size)
+        outputs = self._infer(feeds)
+        missing = [t.name for t in self.graph.outputs if t.name not in outputs]
+        if missing:
+            raise BackendError(f"{self.name} backend returned no {missing} for graph {self.graph.name}")
+        return outputs
+
+    @abc.abstractmethod
+    def _load(self) -> None:
+        """Load the artifact and allocate resources."""
+
+    @abc.abstractmethod
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run inference on checked feeds."""
+
+    def _unload(self) -> None:
+        """Free what ``_load`` allocated."""
+
+
+def check_feeds(graph: GraphSpec, feeds: Mapping[str, np.ndarray], max_batch: int | None = None) -> int:
+    """Check ``feeds`` against ``graph``'s inputs and return the batch size.
+
+    Raises:
+        UsageError: naming the tensor, what was expected and what came.
+    """
+    expected = {t.name for t in graph.inputs}
+    if set(feeds) != expected:
+        raise UsageError(
+            f"graph {graph.name} expects inputs {sorted(expected)}, got {sorted(feeds)}"
+        )
+    batch: int | None = None
+    for spec in graph.inputs:
+        array = feeds[spec.name]
+        if not isinstance(array, np.ndarray):
+            raise UsageError(f"input {spec.name!r} must be a numpy array, got {type(array).__name__}")
+        if array.dtype != np.dtype(spec.dtype):
+            raise UsageError(f"input {spec.name!r} must be {spec.dtype}, got {array.dtype}")
+        if array.ndim != len(spec.shape):
+            raise UsageError(f"input {spec.name!r} must have shape {spec.shape}, got {array.shape}")
+        for axis, (want, got) in enumerate(zip(spec.shape, array.shape)):
+            if isinstance(want, int) and want != got:
+                raise UsageError(f"input {spec.name!r} must have shape {spec.shape}, got {array.shape} (axis {axis})")
+        n = int(array.shape[0])
+        if batch is not None and n != batch:
+            raise UsageError(f"all inputs of {graph.name} must share the batch size: got {batch} and {n}")
+        batch = n
+    if batch is None or batch < 1:
+        raise UsageError(f"graph {graph.name} needs a batch of at least 1, got {batch}")
+    if max_batch is not None and batch > max_batch:
+        raise UsageError(f"batch {batch} exceeds the artifact's maximum batch {max_batch}; split the input")
+    return batch

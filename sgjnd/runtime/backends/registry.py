@@ -1,0 +1,95 @@
+"""Backend registry: name -> "module:Class", imported only when chosen, so the core stays lean."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sgjnd.errors import BackendUnavailable, UsageError
+from sgjnd.runtime.backends.base import Backend
+from sgjnd.spec import GraphName, ModelSpec
+
+BACKENDS: dict[str, str] = {
+    "torch": "sgjnd.runtime.backends.torch_backend:TorchBackend",
+    "onnxruntime": "sgjnd.runtime.backends.ort:OrtBackend",
+    "tensorrt": "sgjnd.runtime.backends.trt:TrtBackend",
+}
+"""Backend name -> implementing class."""
+
+EXTRAS: dict[str, str] = {"torch": "torch", "onnxruntime": "ort", "tensorrt": "trt"}
+"""Backend name -> the pip extra that installs its dependencies."""
+
+
+def list_backends() -> list[str]:
+    """Names of all registered backends (installed or not)."""
+    return sorted(BACKENDS)
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class of backend ``name``, imported now.
+
+    Raises:
+        UsageError: the name is not registered.
+        BackendUnavailable: its module cannot be imported (a dependency is missing).
+    """
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend {name!r}: expected one of {', '.join(list_backends())}")
+    module_name, class_name = BACKENDS[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"backend {name!r} needs a package that is not installed ({exc}). "
+            f"Install it with: pip install 'sgjnd[{EXTRAS[name]}]'"
+        ) from exc
+    cls: type[Backend] = getattr(module, class_name)
+    return cls
+
+
+@dataclass
+class ModelBackends:
+    """The two graphs of one model on one backend, plus the model spec they share."""
+
+    model: ModelSpec
+    encoder: Backend
+    head: Backend
+    weights: str = ""
+
+    def __enter__(self) -> ModelBackends:
+        self.encoder.__enter__()
+        try:
+            self.head.__enter__()
+        except BaseException:
+            self.encoder.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.head.__exit__(None, None, None)
+        finally:
+            self.encoder.__exit__(None, None, None)
+
+
+def open_model(backend: str, location: Path, *, precision: str = "fp32", **options: Any) -> ModelBackends:
+    """Open both graphs of a model on ``backend`` (not loaded yet: use the result in a ``with`` block).
+
+    Args:
+        backend: a registered backend name.
+        location: a checkpoint (torch) or a model directory (onnxruntime, tensorrt).
+        precision: which prepared artifacts to use where a directory holds several.
+        options: passed to the backend's constructor.
+    """
+    cls = backend_class(backend)
+    opener = getattr(cls, "open_model", None)
+    if opener is None:
+        raise UsageError(f"backend {backend!r} cannot open whole models")
+    result: ModelBackends = opener(Path(location), precision=precision, **options)
+    return result
+
+
+def graph_names() -> tuple[GraphName, GraphName]:
+    """The two graphs every model has, in run order."""
+    return ("encoder", "head")
