@@ -13,6 +13,7 @@ from sgjnd.errors import SgjndError
 
 COMMANDS: tuple[str, ...] = (
     "info",
+    "init",
     "predict",
     "export",
     "calibrate",

@@ -1,0 +1,96 @@
+"""What this machine has: library versions, CPU features, backends and devices (for `sgjnd info` and reports)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from sgjnd.runtime.backends.registry import EXTRAS, list_backends
+
+_LIBRARIES = ("numpy", "opencv-python-headless", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt",
+              "cuda-python", "cuda-bindings", "nvidia-modelopt", "scikit-image")
+_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed distribution versions (None when absent), read from package metadata without importing."""
+    versions: dict[str, str | None] = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def cpu_info() -> dict[str, Any]:
+    """CPU model, core count and the instruction-set flags that decide INT8 and FP32 speed."""
+    model, flags = platform.processor() or "unknown", set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name") and model in ("unknown", "", platform.machine()):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    return {
+        "model": model,
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "flags": [f for f in _CPU_FLAGS if f in flags],
+        "vnni": bool({"avx512_vnni", "avx_vnni"} & flags),
+    }
+
+
+def tensorrt_available() -> bool:
+    """True only for a real TensorRT (the stubs or an empty namespace package do not count)."""
+    try:
+        module = importlib.import_module("tensorrt")
+    except ImportError:
+        return False
+    return hasattr(module, "Builder")
+
+
+def backend_status() -> dict[str, str]:
+    """Backend name -> 'available' or the reason it is not (checked without loading a model)."""
+    status: dict[str, str] = {}
+    probes = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}
+    for name in list_backends():
+        module = probes.get(name, name)
+        if importlib.util.find_spec(module) is None:
+            status[name] = f"not installed (pip install 'sgjnd[{EXTRAS[name]}]')"
+        elif name == "tensorrt" and not tensorrt_available():
+            status[name] = "not usable: `tensorrt` imports but is not a real TensorRT build (stubs?)"
+        else:
+            status[name] = "available"
+    return status
+
+
+def onnxruntime_providers() -> list[str]:
+    """ONNX Runtime's available execution providers, or [] when it is not installed."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return []
+    import onnxruntime
+
+    providers: list[str] = onnxruntime.get_available_providers()
+    return providers
+
+
+def environment() -> dict[str, Any]:
+    """Everything above in one JSON-serialisable dictionary."""
+    import cv2
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_info(),
+        "libraries": library_versions(),
+        "opencv_build": cv2.__version__,
+        "backends": backend_status(),
+        "onnxruntime_providers": onnxruntime_providers(),
+    }

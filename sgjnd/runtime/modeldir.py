@@ -1,0 +1,51 @@
+"""The layout of a model directory: which file holds which graph at which precision.
+
+``sgjnd export`` writes ``encoder.onnx`` and ``head.onnx`` (FP32); ``sgjnd calibrate`` adds precision-prepared
+graphs such as ``encoder.int8.onnx`` (TensorRT flavour, symmetric int8 QDQ), ``encoder.int8-ort.onnx`` (ONNX
+Runtime CPU flavour, U8S8 QDQ) and ``encoder.fp16.onnx``; ``sgjnd build`` writes ``encoder.engine``,
+``encoder.fp16.engine`` and so on. Every file has a ``.json`` sidecar (see :mod:`sgjnd.spec`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from sgjnd.errors import SpecError, UsageError
+from sgjnd.spec import GraphName
+
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "int8-ort")
+"""Precisions a model directory can hold; ``int8`` is the TensorRT QDQ flavour, ``int8-ort`` the U8S8 CPU one."""
+
+Extension = Literal["onnx", "engine"]
+
+
+def artifact_name(graph: GraphName, precision: str = "fp32", ext: Extension = "onnx") -> str:
+    """File name of ``graph`` at ``precision``: ``encoder.onnx``, ``encoder.int8.onnx``, ``head.fp16.engine``."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return f"{graph}.{ext}" if precision == "fp32" else f"{graph}.{precision}.{ext}"
+
+
+def artifact_path(model_dir: Path, graph: GraphName, precision: str = "fp32", ext: Extension = "onnx") -> Path:
+    """Path of ``graph`` at ``precision`` inside ``model_dir``."""
+    return Path(model_dir) / artifact_name(graph, precision, ext)
+
+
+def require_model_dir(model_dir: Path, *, rebuild_hint: str) -> Path:
+    """Check that ``model_dir`` is an existing directory, naming the command that creates it otherwise."""
+    path = Path(model_dir)
+    if not path.exists():
+        raise SpecError(f"model directory {path} does not exist. Create it with: {rebuild_hint}")
+    if not path.is_dir():
+        raise SpecError(f"{path} is a file, but a model directory was expected. Create one with: {rebuild_hint}")
+    return path
+
+
+def available_precisions(model_dir: Path, ext: Extension = "onnx") -> list[str]:
+    """Precisions for which both graphs exist in ``model_dir``."""
+    return [
+        p
+        for p in PRECISIONS
+        if artifact_path(model_dir, "encoder", p, ext).is_file() and artifact_path(model_dir, "head", p, ext).is_file()
+    ]

@@ -1,0 +1,275 @@
+"""The JND predictor: image -> patches -> features -> S(QF) -> JND (DESIGN.md §3).
+
+The reference patches go through the encoder once; the distorted patches of every QF a search round asks for are
+made with the exact-crop JPEG codec and share encoder batches of the backend's preferred size. The head scores each
+(reference, distorted) patch pair, and S(QF) = Σ w·q / Σ w over the patches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sgjnd.errors import UsageError
+from sgjnd.runtime.backends.registry import ModelBackends
+from sgjnd.runtime.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
+from sgjnd.runtime.jpeg import JpegCodec, psnr
+from sgjnd.runtime.patches import PatchGrid, extract_patches, normalize_patches, pad_to_patch, patch_grid
+from sgjnd.runtime.search import SearchConfig, run_search
+
+STAGES = ("decode", "patches", "jpeg", "inference", "search", "report")
+"""Stages timed per image, in pipeline order."""
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Everything about a prediction that is not the model.
+
+    Attributes:
+        search: the QF search (strategy, candidates, window, threshold).
+        stride: patch-grid stride in pixels; None means the patch size (non-overlapping).
+        max_patches: cap on patches per image, spread evenly over the grid; None for all cells.
+        batch_size: encoder batch size; None uses the backend's preferred size.
+        pad_last_batch: pad the last encoder batch to ``batch_size`` (for engines tuned to one shape; wasted work
+            on dynamic-shape CPU backends).
+        max_pixels: images with more pixels are refused from their header, before decoding.
+        jpeg_margin: pixels of context around each patch in the exact-crop JPEG encode.
+    """
+
+    search: SearchConfig = field(default_factory=SearchConfig)
+    stride: int | None = None
+    max_patches: int | None = 32
+    batch_size: int | None = None
+    pad_last_batch: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    jpeg_margin: int = 16
+
+    def __post_init__(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.max_patches is not None and self.max_patches < 1:
+            raise UsageError(f"max patches must be at least 1 (or None for all), got {self.max_patches}")
+        if self.stride is not None and self.stride < 1:
+            raise UsageError(f"stride must be at least 1 pixel, got {self.stride}")
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    """One patch: its top-left corner and the head's quality q and weight w at the recommended QF."""
+
+    y: int
+    x: int
+    q: float
+    w: float
+
+
+@dataclass(frozen=True)
+class JNDResult:
+    """The prediction for one image; ``to_dict`` gives plain JSON types.
+
+    Attributes:
+        source: where the image came from.
+        width: image width in pixels (after EXIF orientation).
+        height: image height in pixels.
+        jnd_qf: the highest QF at which compression is still visible; None if even the lowest candidate is
+            invisible.
+        recommended_qf: the lowest QF judged invisible (the one to use); None if every candidate is visible.
+        strategy: the search strategy used.
+        scores: S at every evaluated QF (the probability that the JPEG at that QF is perceptually lossless).
+        patches: per-patch coordinates with q and w at the recommended QF (or the JND when none is recommended).
+        psnr_db: PSNR of the full image's JPEG at the recommended QF, in dB.
+        jpeg_bytes: size of that JPEG in bytes.
+        encoder_passes: patches run through the encoder (reference plus distorted).
+        timings_ms: milliseconds per stage (see STAGES) and in total.
+        backend: the backend and device that ran the graphs.
+        weights: what the model's weights are (a plain statement from the checkpoint).
+        notes: conversions and policies applied to this image.
+    """
+
+    source: str
+    width: int
+    height: int
+    jnd_qf: int | None
+    recommended_qf: int | None
+    strategy: str
+    scores: dict[int, float]
+    patches: list[PatchResult]
+    psnr_db: float | None
+    jpeg_bytes: int | None
+    encoder_passes: int
+    timings_ms: dict[str, float]
+    backend: str
+    weights: str
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-serialisable types (QF keys become strings, inf PSNR becomes None)."""
+        return {
+            "source": self.source,
+            "width": self.width,
+            "height": self.height,
+            "jnd_qf": self.jnd_qf,
+            "recommended_qf": self.recommended_qf,
+            "strategy": self.strategy,
+            "scores": {str(k): round(v, 6) for k, v in self.scores.items()},
+            "patches": [{"y": p.y, "x": p.x, "q": round(p.q, 6), "w": round(p.w, 6)} for p in self.patches],
+            "psnr_db": None if self.psnr_db is None or not np.isfinite(self.psnr_db) else round(self.psnr_db, 3),
+            "jpeg_bytes": self.jpeg_bytes,
+            "encoder_passes": self.encoder_passes,
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            "backend": self.backend,
+            "weights": self.weights,
+            "notes": list(self.notes),
+        }
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[name] += (time.perf_counter() - start) * 1e3
+
+
+class JNDPredictor:
+    """Predicts the JND of images with one model on one backend.
+
+    Args:
+        models: both graphs of the model on a backend, already entered (``with open_model(...) as models``).
+        config: prediction settings; None uses the defaults of :class:`PredictConfig`.
+    """
+
+    def __init__(self, models: ModelBackends, config: PredictConfig | None = None) -> None:
+        self.models = models
+        self.config = config or PredictConfig()
+        self.spec = models.model
+        self.codec = JpegCodec(self.spec.jpeg)
+        preferred = self.config.batch_size or models.encoder.preferred_batch_size
+        limit = models.encoder.max_batch_size
+        self.batch_size = min(preferred, limit) if limit else preferred
+
+    # -- public ----------------------------------------------------------------------------------------------
+    def predict(self, image: DecodedImage | Path | str | bytes, *, source: str | None = None) -> JNDResult:
+        """Predict the JND of one image (a path, encoded bytes, or an already decoded image)."""
+        timer = _Timer()
+        start = time.perf_counter()
+        with timer.stage("decode"):
+            decoded = image if isinstance(image, DecodedImage) else decode_image(image, max_pixels=self.config.max_pixels)
+        notes = list(decoded.notes)
+        s = self.spec.patch_size
+        with timer.stage("patches"):
+            bgr, padded = pad_to_patch(decoded.bgr, s)
+            if padded:
+                notes.append(
+                    f"image {decoded.bgr.shape[1]}x{decoded.bgr.shape[0]} is smaller than the {s}px patch: "
+                    f"extended by edge replication to {bgr.shape[1]}x{bgr.shape[0]} before the JPEG trials"
+                )
+            grid = patch_grid(bgr.shape[0], bgr.shape[1], s, stride=self.config.stride,
+                              max_patches=self.config.max_patches)
+            ref = normalize_patches(extract_patches(bgr, grid), self.spec)
+        with timer.stage("inference"):
+            f_ref = self._encode(ref)
+        passes = len(grid)
+        per_qf: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+        def score(qfs: Sequence[int]) -> Mapping[int, float]:
+            nonlocal passes
+            with timer.stage("jpeg"):
+                dis = np.concatenate([self._distorted(bgr, grid, qf) for qf in qfs])
+            with timer.stage("inference"):
+                f_dis = self._encode(dis)
+                q, w = self._head(np.tile(f_ref, (len(qfs), 1)), f_dis)
+            passes += len(dis)
+            n = len(grid)
+            out: dict[int, float] = {}
+            for k, qf in enumerate(qfs):
+                qk, wk = q[k * n:(k + 1) * n], w[k * n:(k + 1) * n]
+                per_qf[qf] = (qk, wk)
+                out[qf] = float(np.sum(wk * qk) / np.sum(wk))
+            return out
+
+        # "search" is the time of the search logic itself: the round's JPEG and inference time is booked there.
+        inner_before = timer.ms["jpeg"] + timer.ms["inference"]
+        search_start = time.perf_counter()
+        outcome = run_search(self.config.search, score)
+        elapsed = (time.perf_counter() - search_start) * 1e3
+        timer.ms["search"] = max(elapsed - (timer.ms["jpeg"] + timer.ms["inference"] - inner_before), 0.0)
+
+        with timer.stage("report"):
+            psnr_db, nbytes = None, None
+            if outcome.recommended_qf is not None:
+                data = self.codec.encode(bgr, outcome.recommended_qf)
+                nbytes = len(data)
+                psnr_db = psnr(bgr, self.codec.decode(data))
+            at = outcome.recommended_qf if outcome.recommended_qf is not None else outcome.jnd_qf
+            qk, wk = per_qf[at] if at in per_qf else (np.full(len(grid), np.nan), np.full(len(grid), np.nan))
+            patches = [
+                PatchResult(int(y), int(x), float(qv), float(wv))
+                for (y, x), qv, wv in zip(grid.coords.tolist(), qk.tolist(), wk.tolist())
+            ]
+        timer.ms["total"] = (time.perf_counter() - start) * 1e3
+        return JNDResult(
+            source=source or decoded.source,
+            width=int(decoded.bgr.shape[1]),
+            height=int(decoded.bgr.shape[0]),
+            jnd_qf=outcome.jnd_qf,
+            recommended_qf=outcome.recommended_qf,
+            strategy=self.config.search.strategy,
+            scores=outcome.scores,
+            patches=patches,
+            psnr_db=psnr_db,
+            jpeg_bytes=nbytes,
+            encoder_passes=passes,
+            timings_ms=timer.ms,
+            backend=self.models.encoder.description,
+            weights=self.models.weights,
+            notes=tuple(notes),
+        )
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _distorted(self, bgr: np.ndarray, grid: PatchGrid, qf: int) -> np.ndarray:
+        patches = self.codec.distorted_patches(bgr, grid, qf, margin=self.config.jpeg_margin)
+        return normalize_patches(patches, self.spec)
+
+    def _encode(self, patches: np.ndarray) -> np.ndarray:
+        """Run the encoder over ``patches`` in batches of ``batch_size``."""
+        features = [
+            self._run(self.models.encoder, {"patches": chunk}, "features")
+            for chunk in _chunks(patches, self.batch_size)
+        ]
+        return np.concatenate(features)
+
+    def _head(self, f_ref: np.ndarray, f_dis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        limit = self.models.head.max_batch_size or len(f_ref)
+        qs, ws = [], []
+        for start in range(0, len(f_ref), limit):
+            feeds = {"f_ref": f_ref[start:start + limit], "f_dis": f_dis[start:start + limit]}
+            out = self.models.head.infer(feeds)
+            qs.append(np.asarray(out["q"], dtype=np.float32).reshape(-1))
+            ws.append(np.asarray(out["w"], dtype=np.float32).reshape(-1))
+        return np.concatenate(qs), np.concatenate(ws)
+
+    def _run(self, backend: Any, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
+        name = next(iter(feeds))
+        n = len(feeds[name])
+        if self.config.pad_last_batch and n < self.batch_size:
+            pad = self.batch_size - n
+            feeds = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in feeds.items()}
+        result = np.asarray(backend.infer(feeds)[output])
+        return result[:n]
+
+
+def _chunks(array: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(array), size):
+        yield np.ascontiguousarray(array[start:start + size])
