@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import os
 import platform
 from pathlib import Path
@@ -11,8 +12,19 @@ from typing import Any
 
 from sgjnd.runtime.backends.registry import EXTRAS, list_backends
 
-_LIBRARIES = ("numpy", "opencv-python-headless", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt",
-              "cuda-python", "cuda-bindings", "nvidia-modelopt", "scikit-image")
+_LIBRARIES = (
+    "numpy",
+    "opencv-python-headless",
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "tensorrt",
+    "cuda-python",
+    "cuda-bindings",
+    "nvidia-modelopt",
+    "scikit-image",
+)
 _CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 

@@ -19,7 +19,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     """--backend, --weights/--model, --precision and backend options."""
     group = parser.add_argument_group("model")
     group.add_argument("--backend", choices=list_backends(), default="torch", help="inference backend")
-    group.add_argument("--weights", type=Path, help="PyTorch checkpoint (.pt with its .json sidecar), for --backend torch")
+    group.add_argument(
+        "--weights", type=Path, help="PyTorch checkpoint (.pt with its .json sidecar), for --backend torch"
+    )
     group.add_argument("--model", type=Path, help="model directory from `sgjnd export` (onnxruntime, tensorrt)")
     group.add_argument("--precision", choices=PRECISIONS, default="fp32", help="which prepared graphs to run")
     group.add_argument(
@@ -57,15 +59,27 @@ def add_predict_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("prediction")
     group.add_argument("--search", choices=STRATEGIES, default=_SEARCH_DEFAULTS.strategy, help="QF search strategy")
     group.add_argument("--window", type=int, default=_SEARCH_DEFAULTS.window, help="majority window width along QF")
-    group.add_argument("--threshold", type=float, default=_SEARCH_DEFAULTS.threshold, help="S at which a QF is invisible")
+    group.add_argument(
+        "--threshold", type=float, default=_SEARCH_DEFAULTS.threshold, help="S at which a QF is invisible"
+    )
     group.add_argument("--min-qf", type=int, default=_SEARCH_DEFAULTS.qfs[0], help="lowest candidate QF")
     group.add_argument("--max-qf", type=int, default=_SEARCH_DEFAULTS.qfs[-1], help="highest candidate QF")
     group.add_argument("--max-patches", type=int, default=_PREDICT_DEFAULTS.max_patches, help="patches per image cap")
-    group.add_argument("--stride", type=int, default=_PREDICT_DEFAULTS.stride, help="patch stride (default: patch size)")
-    group.add_argument("--batch-size", type=int, default=_PREDICT_DEFAULTS.batch_size,
-                       help="encoder batch size (default: the backend's preferred)")
-    group.add_argument("--max-pixels", type=int, default=_PREDICT_DEFAULTS.max_pixels,
-                       help="refuse images with more pixels, read from the header before decoding")
+    group.add_argument(
+        "--stride", type=int, default=_PREDICT_DEFAULTS.stride, help="patch stride (default: patch size)"
+    )
+    group.add_argument(
+        "--batch-size",
+        type=int,
+        default=_PREDICT_DEFAULTS.batch_size,
+        help="encoder batch size (default: the backend's preferred)",
+    )
+    group.add_argument(
+        "--max-pixels",
+        type=int,
+        default=_PREDICT_DEFAULTS.max_pixels,
+        help="refuse images with more pixels, read from the header before decoding",
+    )
 
 
 def predict_config_from_args(args: argparse.Namespace) -> PredictConfig:

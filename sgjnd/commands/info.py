@@ -9,7 +9,8 @@ from typing import Any
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(
-        "info", help="show versions, CPU features, backends and devices",
+        "info",
+        help="show versions, CPU features, backends and devices",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -28,8 +29,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     cpu = env["cpu"]
     print(f"sgjnd {__version__} on Python {env['python']} ({env['platform']})")
-    print(f"CPU: {cpu['model']}, {cpu['cores']} cores, flags: {', '.join(cpu['flags']) or 'none of interest'}"
-          f"{'' if cpu['vnni'] else ' (no VNNI: INT8 gives little speed-up on ONNX Runtime CPU)'}")
+    print(
+        f"CPU: {cpu['model']}, {cpu['cores']} cores, flags: {', '.join(cpu['flags']) or 'none of interest'}"
+        f"{'' if cpu['vnni'] else ' (no VNNI: INT8 gives little speed-up on ONNX Runtime CPU)'}"
+    )
     print("libraries:")
     for name, version in env["libraries"].items():
         print(f"  {name:<24} {version or '-'}")

@@ -63,8 +63,11 @@ def format_table(results: list[Any]) -> str:
     header = f"{'image':<28} {'size':>10} {'JND QF':>6} {'use QF':>6} {'PSNR dB':>8} {'KiB':>8} {'passes':>6} {'ms':>8}"
     lines = [header, "-" * len(header)]
     for r in results:
-        psnr = "inf" if r.psnr_db is not None and r.psnr_db == float("inf") else (
-            f"{r.psnr_db:.2f}" if r.psnr_db is not None else "-")
+        psnr = (
+            "inf"
+            if r.psnr_db is not None and r.psnr_db == float("inf")
+            else (f"{r.psnr_db:.2f}" if r.psnr_db is not None else "-")
+        )
         kib = f"{r.jpeg_bytes / 1024:.1f}" if r.jpeg_bytes is not None else "-"
         jnd = "-" if r.jnd_qf is None else str(r.jnd_qf)
         rec = "-" if r.recommended_qf is None else str(r.recommended_qf)

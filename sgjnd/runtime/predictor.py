@@ -165,7 +165,9 @@ class JNDPredictor:
         timer = _Timer()
         start = time.perf_counter()
         with timer.stage("decode"):
-            decoded = image if isinstance(image, DecodedImage) else decode_image(image, max_pixels=self.config.max_pixels)
+            decoded = (
+                image if isinstance(image, DecodedImage) else decode_image(image, max_pixels=self.config.max_pixels)
+            )
         notes = list(decoded.notes)
         s = self.spec.patch_size
         with timer.stage("patches"):
@@ -175,8 +177,9 @@ class JNDPredictor:
                     f"image {decoded.bgr.shape[1]}x{decoded.bgr.shape[0]} is smaller than the {s}px patch: "
                     f"extended by edge replication to {bgr.shape[1]}x{bgr.shape[0]} before the JPEG trials"
                 )
-            grid = patch_grid(bgr.shape[0], bgr.shape[1], s, stride=self.config.stride,
-                              max_patches=self.config.max_patches)
+            grid = patch_grid(
+                bgr.shape[0], bgr.shape[1], s, stride=self.config.stride, max_patches=self.config.max_patches
+            )
             ref = normalize_patches(extract_patches(bgr, grid), self.spec)
         with timer.stage("inference"):
             f_ref = self._encode(ref)
@@ -194,7 +197,7 @@ class JNDPredictor:
             n = len(grid)
             out: dict[int, float] = {}
             for k, qf in enumerate(qfs):
-                qk, wk = q[k * n:(k + 1) * n], w[k * n:(k + 1) * n]
+                qk, wk = q[k * n : (k + 1) * n], w[k * n : (k + 1) * n]
                 per_qf[qf] = (qk, wk)
                 out[qf] = float(np.sum(wk * qk) / np.sum(wk))
             return out
@@ -216,7 +219,7 @@ class JNDPredictor:
             qk, wk = per_qf[at] if at in per_qf else (np.full(len(grid), np.nan), np.full(len(grid), np.nan))
             patches = [
                 PatchResult(int(y), int(x), float(qv), float(wv))
-                for (y, x), qv, wv in zip(grid.coords.tolist(), qk.tolist(), wk.tolist())
+                for (y, x), qv, wv in zip(grid.coords.tolist(), qk.tolist(), wk.tolist(), strict=True)
             ]
         timer.ms["total"] = (time.perf_counter() - start) * 1e3
         return JNDResult(
@@ -254,7 +257,7 @@ class JNDPredictor:
         limit = self.models.head.max_batch_size or len(f_ref)
         qs, ws = [], []
         for start in range(0, len(f_ref), limit):
-            feeds = {"f_ref": f_ref[start:start + limit], "f_dis": f_dis[start:start + limit]}
+            feeds = {"f_ref": f_ref[start : start + limit], "f_dis": f_dis[start : start + limit]}
             out = self.models.head.infer(feeds)
             qs.append(np.asarray(out["q"], dtype=np.float32).reshape(-1))
             ws.append(np.asarray(out["w"], dtype=np.float32).reshape(-1))
@@ -272,4 +275,4 @@ class JNDPredictor:
 
 def _chunks(array: np.ndarray, size: int) -> Iterator[np.ndarray]:
     for start in range(0, len(array), size):
-        yield np.ascontiguousarray(array[start:start + size])
+        yield np.ascontiguousarray(array[start : start + size])

@@ -95,9 +95,9 @@ def majority_filter(invisible: np.ndarray, window: int) -> np.ndarray:
     return ones > half
 
 
-def jnd_from_curve(qfs: Sequence[int], scores: Sequence[float], window: int, threshold: float) -> tuple[
-    int | None, int | None
-]:
+def jnd_from_curve(
+    qfs: Sequence[int], scores: Sequence[float], window: int, threshold: float
+) -> tuple[int | None, int | None]:
     """JND and recommended QF of a fully evaluated, ascending curve (the ``full`` rule)."""
     filtered = majority_filter(np.asarray(scores) >= threshold, window)
     visible = np.flatnonzero(~filtered)

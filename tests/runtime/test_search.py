@@ -59,7 +59,7 @@ def test_isolated_flips_do_not_move_the_full_jnd(t, flips):
 @given(values=st.lists(st.floats(min_value=0, max_value=1, allow_nan=False), min_size=100, max_size=100))
 @settings(max_examples=100, deadline=None)
 def test_fast_strategies_equal_full_on_monotone_curves(strategy, values):
-    curve = dict(zip(QFS, sorted(values)))
+    curve = dict(zip(QFS, sorted(values), strict=True))
     full = run_search(SearchConfig(strategy="full"), scorer(curve))
     fast = run_search(SearchConfig(strategy=strategy), scorer(curve))
     assert (fast.jnd_qf, fast.recommended_qf) == (full.jnd_qf, full.recommended_qf)

@@ -90,7 +90,7 @@ class Backend(abc.ABC):
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run inference on checked feeds."""
 
-    def _unload(self) -> None:
+    def _unload(self) -> None:  # noqa: B027 - optional hook: most backends free everything by dropping references
         """Free what ``_load`` allocated."""
 
 
@@ -102,9 +102,7 @@ def check_feeds(graph: GraphSpec, feeds: Mapping[str, np.ndarray], max_batch: in
     """
     expected = {t.name for t in graph.inputs}
     if set(feeds) != expected:
-        raise UsageError(
-            f"graph {graph.name} expects inputs {sorted(expected)}, got {sorted(feeds)}"
-        )
+        raise UsageError(f"graph {graph.name} expects inputs {sorted(expected)}, got {sorted(feeds)}")
     batch: int | None = None
     for spec in graph.inputs:
         array = feeds[spec.name]
@@ -114,7 +112,7 @@ def check_feeds(graph: GraphSpec, feeds: Mapping[str, np.ndarray], max_batch: in
             raise UsageError(f"input {spec.name!r} must be {spec.dtype}, got {array.dtype}")
         if array.ndim != len(spec.shape):
             raise UsageError(f"input {spec.name!r} must have shape {spec.shape}, got {array.shape}")
-        for axis, (want, got) in enumerate(zip(spec.shape, array.shape)):
+        for axis, (want, got) in enumerate(zip(spec.shape, array.shape, strict=True)):
             if isinstance(want, int) and want != got:
                 raise UsageError(f"input {spec.name!r} must have shape {spec.shape}, got {array.shape} (axis {axis})")
         n = int(array.shape[0])
