@@ -33,7 +33,7 @@ test: lint typecheck unit
 # GPU tests (TensorRT engines, CUDA): run on a machine with an NVIDIA GPU and `pip install 'sgjnd[trt]'`.
 test-gpu: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[trt]'
-	$(BIN)/python -m pytest -q -m gpu tests/gpu
+	SGJND_REQUIRE_GPU=1 $(BIN)/python -m pytest -q -rs -m gpu tests/gpu
 
 clean:
 	rm -rf $(OUT) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
