@@ -15,6 +15,7 @@ COMMANDS: tuple[str, ...] = (
     "info",
     "init",
     "predict",
+    "compress",
     "export",
     "calibrate",
     "build",

@@ -1,4 +1,4 @@
-"""`sgjnd predict`: the JND and the JPEG quality to use, per image."""
+"""`sgjnd predict`: the JND and the JPEG quality to use, per image; over folders and lists into a resumable JSONL."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from sgjnd.commands._args import add_model_args, add_predict_args, open_model_from_args, predict_config_from_args
+from sgjnd.jobs import JobConfig
+
+_JOB_DEFAULTS = JobConfig()
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -16,64 +19,168 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "predict",
         help="predict the JND and the recommended JPEG quality of images",
         description="Predict, per image, the JND (the highest JPEG quality at which compression is still visible) "
-        "and the recommended quality (the first one judged invisible).",
+        "and the recommended quality (the first one judged invisible). Inputs are image files, folders (searched "
+        "recursively) and .txt lists of paths. With --out, one JSON line per image is appended to a results file "
+        "that a killed run resumes from.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("images", nargs="+", type=Path, help="image files")
+    parser.add_argument("images", nargs="+", type=Path, help="image files, folders, or .txt lists of paths")
     add_model_args(parser)
     add_predict_args(parser)
+    add_job_args(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON line per image instead of a table")
+    group = parser.add_argument_group("results file")
+    group.add_argument(
+        "--out",
+        type=Path,
+        help="append one JSON line per image (results and failures) to this .jsonl file and resume from it: files "
+        "already recorded with the same content are skipped; nothing goes to stdout",
+    )
+    group.add_argument("--fsync-every", type=int, default=1, help="fsync the results file every N lines (0: at end)")
+    group.add_argument("--retry-failed", action="store_true", help="try files recorded as failed again")
     parser.set_defaults(run=run)
     return parser
 
 
+def add_job_args(parser: argparse.ArgumentParser) -> None:
+    """--workers and --prefetch (shared with `sgjnd compress`)."""
+    group = parser.add_argument_group("batch")
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=_JOB_DEFAULTS.workers,
+        help="threads that decode, make JPEG trials and run the model (one inference at a time)",
+    )
+    group.add_argument(
+        "--prefetch", type=int, default=_JOB_DEFAULTS.prefetch, help="images read ahead of the workers"
+    )
+
+
+def quiet_opencv(verbose: int) -> None:
+    """Hide OpenCV's own log lines (``[ WARN:0@0.8] ... PNG input buffer is incomplete``) unless ``-v``.
+
+    They repeat, less clearly, what the one-line error of each refused image says.
+    """
+    import cv2
+
+    logging = cv2.utils.logging
+    logging.setLogLevel(logging.LOG_LEVEL_WARNING if verbose else logging.LOG_LEVEL_ERROR)
+
+
+def job_config_from_args(args: argparse.Namespace) -> JobConfig:
+    """The JobConfig the arguments describe."""
+    return JobConfig(workers=args.workers, prefetch=args.prefetch)
+
+
 def run(args: argparse.Namespace) -> int:
-    from sgjnd.errors import SgjndError
-    from sgjnd.progress import Progress
+    from sgjnd.jobs import (
+        PredictJob,
+        ResultLog,
+        Tally,
+        check_inputs,
+        expand_inputs,
+        first_or_refuse,
+        is_list_file,
+        run_jobs,
+        serialize_backends,
+    )
     from sgjnd.runtime.predictor import JNDPredictor
 
     config = predict_config_from_args(args)
-    failures = 0
+    jobs = job_config_from_args(args)
+    check_inputs(args.images)
+    quiet_opencv(getattr(args, "verbose", 0))
+    many = args.out is not None or len(args.images) > 1 or any(p.is_dir() or is_list_file(p) for p in args.images)
+    exclude = [args.out] if args.out is not None else []
+    items = first_or_refuse(expand_inputs(args.images, exclude=exclude), args.images)
+    tally = Tally()
     with open_model_from_args(args) as models:
         if models.weights:
             print(f"weights: {models.weights}", file=sys.stderr)
-        predictor = JNDPredictor(models, config)
-        progress = Progress(len(args.images), "predict", enabled=len(args.images) > 1)
-        rows = []
-        for path in args.images:
-            try:
-                result = predictor.predict(path)
-            except SgjndError as exc:
-                failures += 1
-                print(f"sgjnd predict: {path}: {exc}", file=sys.stderr)
-                progress.step(f"{path.name}: failed")
-                continue
-            progress.step(path.name)
-            if args.json:
-                print(json.dumps(result.to_dict()), flush=True)
-            else:
-                rows.append(result)
-        if not args.json and rows:
-            print(format_table(rows))
-    return 1 if failures else 0
+        predictor = JNDPredictor(serialize_backends(models), config)
+        job = PredictJob(predictor)
+        if args.out is not None:
+            with ResultLog(args.out, fsync_every=args.fsync_every, retry_failed=args.retry_failed) as results:
+                if results.loaded:
+                    print(f"sgjnd predict: resuming: {results.loaded} records in {args.out}", file=sys.stderr)
+                for outcome in run_jobs(items, job, config=jobs, done=results.is_done):
+                    tally.add(outcome)
+                    if outcome.status != "skipped" and outcome.record is not None:
+                        _write_record(results, outcome.record, args.out)
+                    if outcome.status == "failed":
+                        report_failure("predict", outcome.item.path, outcome.reason)
+        else:
+            table = _TableWriter(sys.stdout)
+            for outcome in run_jobs(items, job, config=jobs):
+                tally.add(outcome)
+                if outcome.status == "failed":
+                    report_failure("predict", outcome.item.path, outcome.reason)
+                elif outcome.status == "done":
+                    if args.json:
+                        print(_dumps(outcome.value.to_dict()), flush=True)
+                    else:
+                        table.row(outcome.value)
+    if many:
+        where = f" -> {args.out}" if args.out is not None else ""
+        print(f"sgjnd predict: {tally.summary()}{where}", file=sys.stderr)
+    return tally.exit_code
+
+
+def _write_record(results: Any, record: dict[str, Any], path: Path) -> None:
+    from sgjnd.errors import UsageError
+
+    try:
+        results.append(record)
+    except OSError as exc:
+        raise UsageError(f"cannot append to {path}: {exc.strerror or exc}; check free space, then resume") from exc
+
+
+def _dumps(record: dict[str, Any]) -> str:
+    from sgjnd.jobs import json_safe
+
+    return json.dumps(json_safe(record), allow_nan=False)
+
+
+def report_failure(command: str, path: Path, reason: str) -> None:
+    """One stderr line for a file that failed; the path is not repeated when the reason starts with it."""
+    prefix = "" if reason.startswith(str(path)) else f"{path}: "
+    print(f"sgjnd {command}: {prefix}{reason}", file=sys.stderr, flush=True)
+
+
+class _TableWriter:
+    """Prints the header before the first row, then one row per result as it comes (no list of results)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.started = False
+
+    def row(self, result: Any) -> None:
+        if not self.started:
+            print(format_table([]), file=self.stream)
+            self.started = True
+        print(format_row(result), file=self.stream, flush=True)
+
+
+_HEADER = f"{'image':<28} {'size':>10} {'JND QF':>6} {'use QF':>6} {'PSNR dB':>8} {'KiB':>8} {'passes':>6} {'ms':>8}"
 
 
 def format_table(results: list[Any]) -> str:
     """A fixed-width table: one row per image."""
-    header = f"{'image':<28} {'size':>10} {'JND QF':>6} {'use QF':>6} {'PSNR dB':>8} {'KiB':>8} {'passes':>6} {'ms':>8}"
-    lines = [header, "-" * len(header)]
-    for r in results:
-        psnr = (
-            "inf"
-            if r.psnr_db is not None and r.psnr_db == float("inf")
-            else (f"{r.psnr_db:.2f}" if r.psnr_db is not None else "-")
-        )
-        kib = f"{r.jpeg_bytes / 1024:.1f}" if r.jpeg_bytes is not None else "-"
-        jnd = "-" if r.jnd_qf is None else str(r.jnd_qf)
-        rec = "-" if r.recommended_qf is None else str(r.recommended_qf)
-        name = Path(r.source).name[:28]
-        lines.append(
-            f"{name:<28} {f'{r.width}x{r.height}':>10} {jnd:>6} {rec:>6} {psnr:>8} {kib:>8} {r.encoder_passes:>6} "
-            f"{r.timings_ms['total']:>8.0f}"
-        )
-    return "\n".join(lines)
+    return "\n".join([_HEADER, "-" * len(_HEADER), *(format_row(r) for r in results)])
+
+
+def format_row(r: Any) -> str:
+    """One row of :func:`format_table`."""
+    psnr = (
+        "inf"
+        if r.psnr_db is not None and r.psnr_db == float("inf")
+        else (f"{r.psnr_db:.2f}" if r.psnr_db is not None else "-")
+    )
+    kib = f"{r.jpeg_bytes / 1024:.1f}" if r.jpeg_bytes is not None else "-"
+    jnd = "-" if r.jnd_qf is None else str(r.jnd_qf)
+    rec = "-" if r.recommended_qf is None else str(r.recommended_qf)
+    name = Path(r.source).name[:28]
+    return (
+        f"{name:<28} {f'{r.width}x{r.height}':>10} {jnd:>6} {rec:>6} {psnr:>8} {kib:>8} {r.encoder_passes:>6} "
+        f"{r.timings_ms['total']:>8.0f}"
+    )
