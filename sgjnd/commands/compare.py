@@ -1,0 +1,87 @@
+"""`sgjnd compare`: run a reference and targets on the same images; compare tensors and JND QFs (exit 0 = all pass)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sgjnd.commands._args import add_predict_args, predict_config_from_args
+from sgjnd.compare import COMPARE_QFS
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "compare",
+        help="compare backends and precisions against a reference (tensors and JND QF)",
+        description="Run the reference and every target on the same reference and JPEG-distorted patches, compare "
+        "each output with per-precision tolerances (max/mean abs and rel error, cosine), then predict the JND QF "
+        "of every image on each target and compare it with the reference's. Exit code 0 only when all pass. A "
+        "target is BACKEND:LOCATION[:PRECISION], e.g. torch:model.pt, onnxruntime:models/r50, "
+        "onnxruntime:models/r50:int8-ort.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("images", nargs="*", type=Path, help="image files (none: the bundled sample photos)")
+    parser.add_argument("--ref", required=True, help="reference target, e.g. torch:model.pt")
+    parser.add_argument("--target", action="append", required=True, dest="targets",
+                        help="target to compare (repeat for several), e.g. onnxruntime:models/r50:fp16")
+    parser.add_argument("--qf", default=",".join(map(str, COMPARE_QFS)),
+                        help="JPEG qualities of the distorted patches at the tensor level, comma-separated")
+    parser.add_argument("--patches", type=int, default=4, help="reference patches per image at the tensor level")
+    parser.add_argument("--task", action=argparse.BooleanOptionalAction, default=True,
+                        help="compare the JND QF per image (the task level) besides the tensors")
+    parser.add_argument("--providers", default="cpu", help="ONNX Runtime execution providers, comma-separated")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the library's choice)")
+    parser.add_argument("--device", default="cpu", help="torch device for torch targets")
+    parser.add_argument("--json", type=Path, help="also write the full report as JSON to this file")
+    add_predict_args(parser)
+    # A cheaper task level than `predict`'s defaults: it runs once per target and image, and the search and patch
+    # choice are the same for every target, so the comparison stays fair.
+    parser.set_defaults(run=run, search="coarse-to-fine", max_patches=8)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from sgjnd.compare import run_comparison
+    from sgjnd.errors import UsageError
+    from sgjnd.fileio import write_atomic
+
+    try:
+        qfs = tuple(int(q) for q in args.qf.split(",") if q.strip())
+    except ValueError:
+        raise UsageError(f"--qf takes comma-separated integers in 1..100, got {args.qf!r}") from None
+    if args.patches < 1:
+        raise UsageError(f"--patches must be at least 1, got {args.patches}")
+    images = list(args.images)
+    if not images:
+        from sgjnd.samples import sample_photos
+
+        images = sample_photos()
+    report = run_comparison(
+        images,
+        _target(args.ref, args),
+        [_target(t, args) for t in args.targets],
+        qfs=qfs,
+        max_patches=args.patches,
+        task=args.task,
+        predict_config=predict_config_from_args(args),
+    )
+    print(report.format())
+    if args.json is not None:
+        write_atomic(args.json, (json.dumps(report.to_dict(), indent=2) + "\n").encode())
+        print(f"report written to {args.json}", file=sys.stderr)
+    return 0 if report.passed else 1
+
+
+def _target(text: str, args: argparse.Namespace) -> Any:
+    from sgjnd.compare import Target
+
+    options: dict[str, Any] = {"threads": args.threads}
+    backend = text.partition(":")[0]
+    if backend == "onnxruntime":
+        options["providers"] = tuple(p.strip() for p in args.providers.split(",") if p.strip())
+    elif backend == "torch":
+        options["device"] = args.device
+    return Target.parse(text, **options)
