@@ -29,7 +29,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         default="cpu",
         help="ONNX Runtime execution providers in order of preference, comma-separated (cpu, cuda, tensorrt)",
     )
-    group.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the library's choice)")
+    group.add_argument("--threads", type=int, default=None, help="intra-op threads (None: the library's choice)")
     group.add_argument("--device", default="cpu", help="torch device for --backend torch")
 
 

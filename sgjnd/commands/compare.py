@@ -33,7 +33,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--task", action=argparse.BooleanOptionalAction, default=True,
                         help="compare the JND QF per image (the task level) besides the tensors")
     parser.add_argument("--providers", default="cpu", help="ONNX Runtime execution providers, comma-separated")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the library's choice)")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (None: the library's choice)")
     parser.add_argument("--device", default="cpu", help="torch device for torch targets")
     parser.add_argument("--json", type=Path, help="also write the full report as JSON to this file")
     add_predict_args(parser)
