@@ -1,0 +1,174 @@
+"""INT8 and FP16 preparation of the tiny model: graph rules per flavour, sidecars, cache reuse, atomic outputs,
+and the task-level report against FP32 on held-out real photos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+from sgjnd.calibration.pipeline import CalibrateConfig, CalibrationOutcome, calibrate_model  # noqa: E402
+from sgjnd.calibration.quantize import QuantizeConfig, summarize_qdq  # noqa: E402
+from sgjnd.calibration.reader import ReaderConfig  # noqa: E402
+from sgjnd.errors import CalibrationError  # noqa: E402
+from sgjnd.spec import read_sidecar  # noqa: E402
+
+READER = ReaderConfig(num_patches=32, patches_per_image=4)
+INT8_JND_BOUND = 5
+"""|ΔQF| bound of INT8 vs FP32 on the held-out photos (compare.TASK_BOUNDS["int8"]); seeded tiny model: 0."""
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_onnx_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("calibrate") / "model"
+    shutil.copytree(tiny_onnx_dir, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def int8(model_dir: Path, calib_photos: Path, photos: list[Path]) -> CalibrationOutcome:
+    config = CalibrateConfig(precision="int8", target="all", reader=READER, quantize=QuantizeConfig(method="minmax"),
+                             report_patches=2, progress=False)
+    return calibrate_model(model_dir, images=calib_photos, holdout=photos[:2], config=config)
+
+
+def _load(path: Path):
+    return onnx.load(str(path))
+
+
+def test_tensorrt_flavour_is_symmetric_per_channel(int8: CalibrationOutcome, model_dir: Path) -> None:
+    graph = _load(model_dir / "encoder.int8.onnx").graph
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    q_nodes = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert q_nodes
+    for node in q_nodes:
+        zero_point = inits[node.input[2]]
+        assert zero_point.dtype == np.int8 and not zero_point.any(), node.name
+    weights = {n.input[1]: n for n in graph.node if n.op_type in ("Conv", "Gemm")}
+    conv_dq = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] in weights]
+    assert len(conv_dq) == sum(1 for n in graph.node if n.op_type in ("Conv", "Gemm"))
+    for node in conv_dq:
+        scale = inits[node.input[1]]
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        assert scale.ndim == 1 and scale.size > 1 and axis == 0, node.name
+        assert scale.size == inits[node.input[0]].shape[0] and np.all(scale > 0)
+    # Activations are per tensor (scalar scales) and biases stay float.
+    for node in q_nodes:
+        if node.input[0] not in inits:
+            assert inits[node.input[1]].size == 1
+    assert summarize_qdq(model_dir / "encoder.int8.onnx").bias_dtypes == ()
+
+
+def test_ort_flavour_uses_uint8_activations(int8: CalibrationOutcome, model_dir: Path) -> None:
+    summary = summarize_qdq(model_dir / "encoder.int8-ort.onnx")
+    assert summary.activation_dtypes == ("uint8",) and summary.weight_dtypes == ("int8",)
+    assert {op for op, _ in summary.per_channel_axes.values()} >= {"Conv"}
+    kernels = read_sidecar(model_dir / "encoder.int8-ort.onnx").artifact.details["ort_cpu_kernels"]
+    assert kernels["integer_ops"].get("QLinearConv", 0) > 0, kernels
+
+
+def test_sidecars_record_the_calibration(int8: CalibrationOutcome, model_dir: Path) -> None:
+    fp32 = read_sidecar(model_dir / "encoder.onnx").artifact
+    for precision, flavour in (("int8", "tensorrt"), ("int8-ort", "ort-cpu")):
+        enc = read_sidecar(model_dir / f"encoder.{precision}.onnx").artifact
+        assert enc.precision == precision and enc.kind == "onnx" and enc.graph == "encoder"
+        assert enc.checkpoint_sha256 == fp32.checkpoint_sha256 and enc.weights == fp32.weights
+        calib = enc.details["calibration"]
+        assert calib["flavour"] == flavour and calib["method"] == "minmax"
+        assert calib["data_sha256"] == int8.data["sha256"] and calib["excluded_nodes"] == []
+        assert enc.details["max_batch"] == fp32.details["max_batch"]
+        head = read_sidecar(model_dir / f"head.{precision}.onnx").artifact
+        assert head.details["kept_fp32"] is True and head.precision == precision
+
+
+def test_int8_jnd_within_bound_on_held_out_photos(int8: CalibrationOutcome, model_dir: Path) -> None:
+    for precision in ("int8", "int8-ort"):
+        report = int8.report[precision]
+        task = report.result.task
+        assert task is not None and task.worst_qf <= INT8_JND_BOUND, report.format()
+        features = report.result.tensors["encoder"][0]
+        assert features.cosine > 0.95, report.format()
+        doc = json.loads((model_dir / f"calibration.{precision}.json").read_text())
+        assert doc["precision"] == precision and doc["calibration"]["data"]["patches"] == READER.num_patches
+
+
+def test_cache_is_reused_when_nothing_changes(int8: CalibrationOutcome, model_dir: Path, calib_photos: Path,
+                                              photos: list[Path]) -> None:
+    before = (model_dir / "encoder.int8.onnx").read_bytes()
+    config = CalibrateConfig(precision="int8", target="tensorrt", reader=READER,
+                             quantize=QuantizeConfig(method="minmax"), report=False, progress=False)
+    again = calibrate_model(model_dir, images=calib_photos, holdout=photos[:2], config=config)
+    assert "encoder-ranges" in again.cache_hits
+    assert (model_dir / "encoder.int8.onnx").read_bytes() == before
+    # Another seed is other data: a new key, a miss.
+    other = CalibrateConfig(precision="int8", target="tensorrt", reader=ReaderConfig(num_patches=32, seed=9,
+                            patches_per_image=4), quantize=QuantizeConfig(method="minmax"), report=False,
+                            progress=False)
+    assert calibrate_model(model_dir, images=calib_photos, holdout=photos[:2], config=other).cache_hits == {}
+
+
+def test_excluded_nodes_stay_float_and_are_reported(int8: CalibrationOutcome, model_dir: Path, calib_photos: Path,
+                                                    photos: list[Path], tmp_path: Path) -> None:
+    work = tmp_path / "model"
+    shutil.copytree(model_dir, work, ignore=shutil.ignore_patterns("*.int8*", "calibration.*"))
+    conv = next(n.name for n in _load(work / "encoder.onnx").graph.node if n.op_type == "Conv")
+    config = CalibrateConfig(precision="int8", target="tensorrt", reader=READER, report=False, progress=False,
+                             quantize=QuantizeConfig(method="minmax", exclude_nodes=(conv,),
+                                                     exclude_op_types=("MatMul",)))
+    out = calibrate_model(work, images=calib_photos, holdout=photos[:2], config=config)
+    assert "encoder-ranges" in out.cache_hits  # exclusions reuse the cached ranges
+    summary = summarize_qdq(work / "encoder.int8.onnx")
+    assert conv in summary.float_nodes
+    assert all(op != "MatMul" for op, _ in summary.per_channel_axes.values())
+    calib = read_sidecar(work / "encoder.int8.onnx").artifact.details["calibration"]
+    assert calib["excluded_nodes"] == [conv] and calib["excluded_op_types"] == ["MatMul"]
+
+
+def test_failure_leaves_the_directory_as_it_was(model_dir: Path, calib_photos: Path, photos: list[Path],
+                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sgjnd.calibration.pipeline as pipeline
+
+    work = tmp_path / "model"
+    shutil.copytree(model_dir, work, ignore=shutil.ignore_patterns("*.int8*", "calibration.*", "*fp16*"))
+    before = sorted(p.name for p in work.iterdir())
+
+    def broken(*args, **kwargs):
+        raise CalibrationError("simulated failure")
+
+    monkeypatch.setattr(pipeline, "integer_kernels", broken)  # fails after the TensorRT pair was staged
+    config = CalibrateConfig(precision="int8", target="all", reader=READER, quantize=QuantizeConfig(method="minmax"),
+                             report=False, progress=False)
+    with pytest.raises(CalibrationError, match="simulated"):
+        calibrate_model(work, images=calib_photos, holdout=photos[:2], config=config)
+    assert sorted(p.name for p in work.iterdir()) == sorted({*before, ".calibration-cache"})
+
+
+def test_int8_needs_images(model_dir: Path) -> None:
+    with pytest.raises(CalibrationError, match="needs images"):
+        calibrate_model(model_dir, images=None, holdout=[], config=CalibrateConfig(report=False, progress=False))
+
+
+def test_fp16_keeps_layernorm_softmax_attention_in_fp32(model_dir: Path, photos: list[Path]) -> None:
+    from sgjnd.calibration.fp16 import attention_matmuls, node_output_dtypes
+
+    config = CalibrateConfig(precision="fp16", report_patches=2, progress=False)
+    out = calibrate_model(model_dir, holdout=photos[:1], config=config)
+    model = _load(model_dir / "encoder.fp16.onnx")
+    dtypes = node_output_dtypes(model)
+    kept = [n for n in model.graph.node if n.op_type in ("LayerNormalization", "Softmax")]
+    assert kept and all(dtypes[n.name] == "float32" for n in kept)
+    assert all(dtypes[name] == "float32" for name in attention_matmuls(model))
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert convs and all(dtypes[n.name] == "float16" for n in convs)
+    io = [*model.graph.input, *model.graph.output]
+    assert all(t.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for t in io)
+    report = out.report["fp16"]
+    assert report.result.tensors["encoder"][0].cosine > 0.999, report.format()
+    assert report.passed, report.format()
+    assert read_sidecar(model_dir / "encoder.fp16.onnx").artifact.details["fp16"]["fp16_share"] > 0.5
