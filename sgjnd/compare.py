@@ -579,14 +579,22 @@ def _make_inputs(images_bgr: Sequence[np.ndarray], spec: ModelSpec, qfs: Sequenc
     return _Inputs(patches=patches, ref_index=np.concatenate(ref_index), n_ref=n_ref)
 
 
+def _run_in_batches(backend: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run ``feeds`` through ``backend`` in batches of its preferred size (never above its maximum)."""
+    size = backend.preferred_batch_size
+    if backend.max_batch_size:
+        size = min(size, backend.max_batch_size)
+    total = len(next(iter(feeds.values())))
+    chunks = [
+        backend.infer({k: np.ascontiguousarray(v[i:i + size]) for k, v in feeds.items()})
+        for i in range(0, total, size)
+    ]
+    return {name: np.concatenate([np.asarray(c[name]) for c in chunks]) for name in chunks[0]}
+
+
 def _run_encoder(encoder: Any, patches: np.ndarray) -> np.ndarray:
     """Features of ``patches`` in batches of the backend's preferred size."""
-    size = encoder.preferred_batch_size
-    if encoder.max_batch_size:
-        size = min(size, encoder.max_batch_size)
-    chunks = [encoder.infer({"patches": np.ascontiguousarray(patches[i:i + size])})["features"]
-              for i in range(0, len(patches), size)]
-    return np.concatenate([np.asarray(c) for c in chunks])
+    return _run_in_batches(encoder, {"patches": patches})["features"]
 
 
 def _jnd_floor(predict_config: PredictConfig | None) -> int:
@@ -665,7 +673,7 @@ def run_comparison(
                 inputs.f_dis = np.ascontiguousarray(features[inputs.n_ref:])
             else:
                 features = _run_encoder(m.encoder, inputs.patches)
-            head = dict(m.head.infer({"f_ref": inputs.f_ref, "f_dis": inputs.f_dis}))
+            head = _run_in_batches(m.head, {"f_ref": inputs.f_ref, "f_dis": inputs.f_dis})
             jnd: list[int | None] = []
             if task:
                 from sgjnd.runtime.predictor import JNDPredictor

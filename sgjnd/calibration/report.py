@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from sgjnd.compare import ComparisonReport, Target, TargetComparison, format_comparisons, run_comparison
-from sgjnd.errors import CalibrationError
 
 REPORT_QFS: tuple[int, ...] = (10, 30, 50, 70, 90)
 """JPEG qualities of the distorted patches compared at the tensor level (spread over the search range)."""
@@ -104,32 +103,6 @@ def _graph_lines(details: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _fit_head_batch(model_dir: Path, n_images: int, patches: int, qfs: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
-    """Tensor-level patches per image and QFs such that all head pairs fit the head's ``max_batch``.
-
-    ``run_comparison`` feeds every (reference, distorted) pair to the head in one call, and the export bounds the
-    batch (``details.max_batch``); fewer patches, then fewer QFs, keep the call within it.
-
-    Raises:
-        CalibrationError: even one patch at one QF per image exceeds the bound (too many held-out images).
-    """
-    from sgjnd.spec import read_sidecar
-
-    limit = read_sidecar(model_dir / "head.onnx", verify_hash=False).artifact.details.get("max_batch")
-    if not isinstance(limit, int) or limit < 1:
-        return patches, qfs
-    while n_images * patches * len(qfs) > limit and patches > 1:
-        patches -= 1
-    while n_images * patches * len(qfs) > limit and len(qfs) > 1:
-        qfs = qfs[::2]
-    if n_images * patches * len(qfs) > limit:
-        raise CalibrationError(
-            f"{n_images} held-out images are more than the head's maximum batch of {limit} pairs allows in one "
-            f"comparison: hold out at most {limit} images"
-        )
-    return patches, qfs
-
-
 def accuracy_report(
     model_dir: Path,
     precisions: Sequence[str],
@@ -146,8 +119,7 @@ def accuracy_report(
         model_dir: the model directory.
         precisions: precisions to compare (their graphs must exist).
         images: held-out photos (not the calibration images).
-        max_patches: patches per image in the JND predictions, and at the tensor level as far as the head's maximum
-            batch allows (see :func:`_fit_head_batch`).
+        max_patches: patches per image in the JND predictions and at the tensor level.
         strategy: the QF search strategy of the JND predictions.
         qfs: JPEG qualities of the distorted patches at the tensor level.
         threads: ONNX Runtime intra-op threads; None leaves the choice to ONNX Runtime.
@@ -162,9 +134,8 @@ def accuracy_report(
     reference = Target("onnxruntime", Path(model_dir), "fp32", options)
     targets = [Target("onnxruntime", Path(model_dir), p, options) for p in precisions]
     predict = PredictConfig(search=SearchConfig(strategy=strategy), max_patches=max_patches)  # type: ignore[arg-type]
-    tensor_patches, tensor_qfs = _fit_head_batch(Path(model_dir), len(images), max_patches, tuple(qfs))
-    report = run_comparison([Path(p) for p in images], reference, targets, qfs=tensor_qfs,
-                            max_patches=tensor_patches, predict_config=predict)
+    report = run_comparison([Path(p) for p in images], reference, targets, qfs=tuple(qfs),
+                            max_patches=max_patches, predict_config=predict)
     return {
         precision: CalibrationReport(precision, report.reference_description, report.inputs, result,
                                      report.reference_qf)
