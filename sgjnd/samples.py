@@ -37,6 +37,30 @@ SAMPLE_PHOTOS: tuple[SamplePhoto, ...] = (
 """The photographs :func:`sample_photos` returns, in that order, with their licences (for the README)."""
 
 
+CALIBRATION_PHOTOS: tuple[str, ...] = (
+    "camera.png", "brick.png", "grass.png", "gravel.png", "color.png", "page.png", "coins.png",
+    "motorcycle_left.png", "motorcycle_right.png", "retina.jpg", "horse.png",
+)
+"""Other images in scikit-image's data folder, used as INT8 calibration data so the sample photos stay held out.
+They are read from the installed package for calibration only; the repository ships none of them."""
+
+
+def _skimage_data() -> Path:
+    try:
+        import skimage
+    except ImportError as exc:
+        raise UsageError(
+            "the sample photographs come from scikit-image, which is not installed: pip install 'sgjnd[samples]'"
+        ) from exc
+    return Path(skimage.__file__).parent / "data"
+
+
+def calibration_photos() -> list[Path]:
+    """Paths of the :data:`CALIBRATION_PHOTOS` that the installed scikit-image ships (none of the sample photos)."""
+    folder = _skimage_data()
+    return [folder / name for name in CALIBRATION_PHOTOS if (folder / name).is_file()]
+
+
 def sample_photos() -> list[Path]:
     """Paths of the bundled sample photographs in scikit-image's installed data folder.
 
@@ -46,21 +70,27 @@ def sample_photos() -> list[Path]:
     Raises:
         UsageError: scikit-image is not installed, or its data folder lacks one of the photographs.
     """
-    try:
-        import skimage
-    except ImportError as exc:
-        raise UsageError(
-            "the sample photographs come from scikit-image, which is not installed: pip install 'sgjnd[samples]'"
-        ) from exc
-    folder = Path(skimage.__file__).parent / "data"
+    folder = _skimage_data()
     paths = [folder / photo.file for photo in SAMPLE_PHOTOS]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise UsageError(
-            f"scikit-image {getattr(skimage, '__version__', '?')} at {folder} lacks {', '.join(missing)}; expected "
+            f"scikit-image at {folder} lacks {', '.join(missing)}; expected "
             f"the photographs bundled in its wheel. Reinstall it: pip install --force-reinstall 'sgjnd[samples]'"
         )
     return paths
+
+
+def copy_photos(paths: list[Path], dest: Path) -> list[Path]:
+    """Copy ``paths`` into ``dest`` (created if needed), each atomically, and return the copies."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for path in paths:
+        target = dest / path.name
+        write_atomic(target, path.read_bytes())  # a reader never sees a half-copied photo
+        copies.append(target)
+    return copies
 
 
 def copy_sample_photos(dest: Path) -> list[Path]:
@@ -75,11 +105,4 @@ def copy_sample_photos(dest: Path) -> list[Path]:
     Raises:
         UsageError: the photographs are not available (see :func:`sample_photos`).
     """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    copies = []
-    for path in sample_photos():
-        target = dest / path.name
-        write_atomic(target, path.read_bytes())  # a reader never sees a half-copied photo
-        copies.append(target)
-    return copies
+    return copy_photos(sample_photos(), dest)
