@@ -16,6 +16,7 @@ COMMANDS: tuple[str, ...] = (
     "init",
     "predict",
     "compress",
+    "serve",
     "export",
     "calibrate",
     "build",

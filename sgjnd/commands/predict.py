@@ -28,6 +28,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     add_model_args(parser)
     add_predict_args(parser)
     add_job_args(parser)
+    from sgjnd.distributed.ray_job import add_ray_args
+
+    add_ray_args(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON line per image instead of a table")
     group = parser.add_argument_group("results file")
     group.add_argument(
@@ -73,6 +76,10 @@ def job_config_from_args(args: argparse.Namespace) -> JobConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        from sgjnd.distributed.ray_job import predict_on_ray_from_args
+
+        return predict_on_ray_from_args(args)
     from sgjnd.jobs import (
         PredictJob,
         ResultLog,

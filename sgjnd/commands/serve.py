@@ -1,0 +1,121 @@
+"""`sgjnd serve`: the HTTP service (JND as JSON, compression), with cross-request dynamic batching."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from sgjnd.commands._args import add_model_args, add_predict_args, predict_config_from_args
+
+TOKEN_ENV = "SGJND_SERVE_TOKEN"
+"""Environment variable holding the bearer token (safer than --token, which other users can see in `ps`)."""
+
+
+def _defaults() -> tuple[Any, Any]:
+    from sgjnd.serve.config import ServeConfig, ServeLimits
+
+    return ServeConfig(backend="onnxruntime", location=Path()), ServeLimits()
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "serve",
+        help="serve JND prediction and compression over HTTP",
+        description="Serve the model over HTTP: POST /v1/jnd (JSON result), POST /v1/compress (the JPEG), "
+        "GET /healthz, /readyz, /metrics (Prometheus), /docs (OpenAPI). Inference calls of concurrent requests are "
+        "merged into shared backend batches. Binds 127.0.0.1 unless --host says otherwise.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "location",
+        nargs="?",
+        type=Path,
+        metavar="MODEL",
+        help="model directory (or a checkpoint for --backend torch); same as --model / --weights",
+    )
+    add_model_args(parser)
+    add_predict_args(parser)
+    config, limits = _defaults()
+    net = parser.add_argument_group("network")
+    net.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
+    net.add_argument("--port", type=int, default=8000, help="TCP port")
+    net.add_argument("--processes", type=int, default=1, help="worker processes, each loading the model once")
+    net.add_argument(
+        "--token", default=None, help=f"require 'Authorization: Bearer TOKEN'; when not given, ${TOKEN_ENV} if set"
+    )
+    batch = parser.add_argument_group("dynamic batching")
+    batch.add_argument(
+        "--max-batch", type=int, default=config.max_batch, help="rows per backend run across requests (1: off)"
+    )
+    batch.add_argument(
+        "--max-delay-ms", type=float, default=config.max_delay_ms, help="longest wait for a batch to fill"
+    )
+    lim = parser.add_argument_group("limits")
+    lim.add_argument("--max-body-bytes", type=int, default=limits.max_body_bytes, help="largest request body")
+    lim.add_argument("--workers", type=int, default=limits.workers, help="threads running requests")
+    lim.add_argument("--queue", type=int, default=limits.queue, help="requests waiting beyond --workers (then 503)")
+    lim.add_argument("--timeout", type=float, default=limits.timeout_s, help="seconds per request (then 504)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def serve_config_from_args(args: argparse.Namespace) -> Any:
+    """The ServeConfig the arguments describe (the positional MODEL fills --model or --weights)."""
+    from sgjnd.errors import UsageError
+    from sgjnd.serve.config import ServeConfig, ServeLimits
+
+    location = args.location
+    if location is not None:
+        if args.model is not None or args.weights is not None:
+            raise UsageError("give the model once: as MODEL or as --model/--weights, not both")
+    elif args.backend == "torch":
+        location = args.weights
+    else:
+        location = args.model
+    if location is None:
+        raise UsageError(
+            f"--backend {args.backend} needs a model: sgjnd serve MODEL_DIR (create one with: sgjnd export CKPT -o DIR)"
+            if args.backend != "torch"
+            else "--backend torch needs a checkpoint: sgjnd serve CKPT.pt"
+        )
+    if args.backend == "torch" and Path(location).is_dir():
+        raise UsageError(
+            f"{location} is a model directory, but --backend torch needs a checkpoint: pass --backend onnxruntime "
+            f"(or tensorrt) to serve the directory, or give the .pt checkpoint"
+        )
+    options: dict[str, Any] = {"threads": args.threads}
+    if args.backend == "onnxruntime":
+        options["providers"] = tuple(p.strip() for p in args.providers.split(",") if p.strip())
+    if args.backend == "torch":
+        options["device"] = args.device
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
+    return ServeConfig(
+        backend=args.backend,
+        location=Path(location),
+        precision=args.precision,
+        backend_options=options,
+        predict=predict_config_from_args(args),
+        max_batch=args.max_batch,
+        max_delay_ms=args.max_delay_ms,
+        limits=ServeLimits(
+            max_body_bytes=args.max_body_bytes, workers=args.workers, queue=args.queue, timeout_s=args.timeout
+        ),
+        token=token,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from sgjnd.errors import UsageError
+    from sgjnd.serve.server import serve
+
+    config = serve_config_from_args(args)
+    try:
+        import fastapi  # noqa: F401
+        import python_multipart  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(f"sgjnd serve needs the serve extra ({exc}): pip install 'sgjnd[serve]'") from exc
+    serve(config, host=args.host, port=args.port, processes=args.processes)
+    return 0

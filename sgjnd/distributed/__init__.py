@@ -1,0 +1,1 @@
+"""Distributed scoring (``sgjnd predict --ray``): Ray Data over the same predictor. Needs the ``ray`` extra."""

@@ -1,0 +1,416 @@
+"""The HTTP service: a FastAPI app factory over one model behind cross-request dynamic batching.
+
+Routes: ``POST /v1/jnd`` (the JSON result), ``POST /v1/compress`` (the JPEG at the recommended quality, the result
+in headers), ``GET /healthz``, ``GET /readyz``, ``GET /metrics`` (Prometheus text); FastAPI serves ``/openapi.json``.
+
+A request passes, in order and before any work: the bearer token, the declared body size, admission (requests in
+flight at most ``workers + queue``), the streamed body size, then the pixel count read from the image header. The
+work (decode, JPEG trials, inference through the batcher) runs on a bounded thread pool under the request's
+deadline. Every failure is a JSON error ``{"error": {"code", "message"}}`` with a stable code (and the same code in
+the ``X-Error-Code`` header); nothing a request sends can stop the service.
+
+The model is loaded once per process, when the app starts (uvicorn's lifespan); a model that cannot be loaded
+stops the start with its error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sgjnd import __version__
+from sgjnd.errors import SgjndError
+from sgjnd.jobs import json_safe
+from sgjnd.runtime.backends.registry import ModelBackends, open_model
+from sgjnd.runtime.predictor import JNDPredictor
+from sgjnd.serve.batcher import RequestTimeout, batched_models, request_deadline
+from sgjnd.serve.config import ServeConfig
+from sgjnd.serve.errors import ApiError, api_error, api_error_from
+from sgjnd.serve.limits import Admission, check_bearer, check_content_length, check_pixels, limit_receive
+from sgjnd.serve.metrics import CONTENT_TYPE, Metrics
+from sgjnd.serve.schemas import ERRORS, IMAGE_BODY, HealthResponse, JNDResponse, ReadyResponse
+
+log = logging.getLogger(__name__)
+
+ROUTES: tuple[str, ...] = ("/v1/jnd", "/v1/compress", "/healthz", "/readyz", "/metrics")
+"""Routes counted under their own name in the metrics; any other path counts as ``other``."""
+
+CONFIG_ENV = "SGJND_SERVE_CONFIG"
+"""Environment variable through which ``sgjnd serve --processes N`` hands the config to uvicorn's workers."""
+
+ERROR_HEADER = "X-Error-Code"
+
+
+def error_response(err: ApiError) -> JSONResponse:
+    """The JSON response of ``err``, with its code in ``X-Error-Code`` and its extra headers."""
+    headers = {ERROR_HEADER: err.code, **dict(err.headers)}
+    return JSONResponse(err.body(), status_code=err.status, headers=headers)
+
+
+class Service:
+    """The model and the request machinery of one process (created by :func:`create_app`).
+
+    Args:
+        config: the service's configuration.
+    """
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        limits = config.limits
+        self.admission = Admission(limits.workers + limits.queue)
+        self.predictor: JNDPredictor | None = None
+        self._stack = contextlib.ExitStack()
+        self._executor: ThreadPoolExecutor | None = None
+        self._models: ModelBackends | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the model, start the batchers and the thread pool.
+
+        Raises:
+            SgjndError: the model cannot be opened or loaded.
+        """
+        cfg = self.config
+        try:
+            models = self._stack.enter_context(
+                open_model(cfg.backend, cfg.location, precision=cfg.precision, **cfg.backend_options)
+            )
+            self._models = self._stack.enter_context(
+                batched_models(
+                    models,
+                    max_batch=cfg.max_batch,
+                    max_delay_ms=cfg.max_delay_ms,
+                    observer=self.metrics.observe_batch,
+                )
+            )
+            self.predictor = JNDPredictor(self._models, cfg.predict)
+        except BaseException:
+            self._stack.close()
+            raise
+        self._executor = ThreadPoolExecutor(max_workers=cfg.limits.workers, thread_name_prefix="sgjnd-request")
+        self.metrics.ready.set(1)
+        log.info("model %s loaded on %s", self._models.model.name, self._models.encoder.description)
+
+    def stop(self) -> None:
+        """Refuse new requests, let running ones finish, free the model."""
+        self.metrics.ready.set(0)
+        self.predictor = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._stack.close()
+        self._models = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether the model is loaded and requests are taken."""
+        return self.predictor is not None and self._executor is not None
+
+    def describe(self) -> dict[str, Any]:
+        """The readiness report."""
+        if self._models is None:
+            raise api_error("not_ready", "the model is not loaded yet (or the service is stopping); retry shortly")
+        return {
+            "status": "ready",
+            "model": self._models.model.name,
+            "backend": self._models.encoder.description,
+            "max_batch": self.config.max_batch,
+            "max_delay_ms": self.config.max_delay_ms,
+        }
+
+    # -- requests --------------------------------------------------------------------------------------------
+    async def run(self, request: Request, work: Callable[[bytes, str], Any]) -> Any:
+        """Admit ``request``, read its image within the limits and run ``work(data, source)`` on the pool.
+
+        Raises:
+            ApiError: for every refusal and failure (mapped from sgjnd's errors).
+        """
+        executor = self._executor
+        if executor is None or self.predictor is None:
+            raise api_error("not_ready", "the model is not loaded yet (or the service is stopping); retry shortly")
+        deadline = time.monotonic() + self.config.limits.timeout_s
+        self.admission.enter()
+        self.metrics.in_flight.add(1)
+        submitted = False
+        try:
+            data, source = await _within(deadline, read_image(request), "reading the request body")
+            check_pixels(data, self.config.predict.max_pixels)
+
+            def job() -> Any:
+                if time.monotonic() >= deadline:  # timed out while queued for a thread: do nothing
+                    raise RequestTimeout("request deadline passed while waiting for a worker thread")
+                with request_deadline(deadline):
+                    return work(data, source)
+
+            try:
+                future = executor.submit(job)
+            except RuntimeError as exc:  # the pool was shut down meanwhile: the service is stopping
+                raise api_error("not_ready", "the service is stopping; retry on another instance") from exc
+            future.add_done_callback(self._release)
+            submitted = True
+            return await _within(deadline, asyncio.wrap_future(future), "predicting")
+        except ApiError:
+            raise
+        except SgjndError as exc:
+            raise api_error_from(exc) from exc
+        except Exception as exc:  # a bug must fail its request only; the service goes on
+            log.exception("unexpected error while serving a request")
+            raise api_error(
+                "internal", f"unexpected {type(exc).__name__}: a bug in sgjnd; the service goes on. Please report it"
+            ) from exc
+        finally:
+            if not submitted:
+                self._release(None)
+
+    def _release(self, _: Future[Any] | None) -> None:
+        self.admission.leave()
+        self.metrics.in_flight.add(-1)
+
+
+async def _within(deadline: float, awaitable: Awaitable[Any], doing: str) -> Any:
+    remaining = deadline - time.monotonic()
+    try:
+        return await asyncio.wait_for(awaitable, timeout=max(remaining, 0.0))
+    except TimeoutError as exc:
+        raise api_error(
+            "timeout",
+            f"the request took longer than the service's limit while {doing}; retry, or send a smaller "
+            f"image (the limit is the service's --timeout)",
+        ) from exc
+
+
+async def read_image(request: Request) -> tuple[bytes, str]:
+    """The image bytes of a request (raw body or multipart field ``file``) and a name for the result.
+
+    Raises:
+        ApiError: 400 ``bad_request`` for a malformed multipart body or one without a ``file`` field.
+    """
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        return await request.body(), "<request body>"
+    try:
+        form = await request.form(max_files=1, max_fields=16)
+    except StarletteHTTPException as exc:  # Starlette's own 400 for malformed multipart
+        raise api_error("bad_request", f"malformed multipart body: {exc.detail}") from exc
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise api_error(
+                "bad_request",
+                f"the multipart form needs the image in a file field named 'file'; got fields {sorted(form.keys())}",
+            )
+        data = await upload.read()
+        name = os.path.basename(upload.filename or "")[:200] or "<upload>"
+    finally:
+        await form.close()
+    return data, name
+
+
+class _Guard:
+    """Outermost ASGI layer: metrics for every request, then the bearer token and body-size checks."""
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        route = path if path in ROUTES else "other"
+        start = time.perf_counter()
+        status, code = 500, None
+
+        async def tracked(message: Message) -> None:
+            nonlocal status, code
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                for key, value in message.get("headers", ()):
+                    if key.decode("latin-1").lower() == ERROR_HEADER.lower():
+                        code = value.decode("latin-1")
+            await send(message)
+
+        try:
+            headers = _headers(scope)
+            if path.startswith("/v1/") or path == "/metrics":
+                check_bearer(headers.get("authorization"), self.service.config.token)
+            if path.startswith("/v1/"):
+                check_content_length(headers, self.service.config.limits.max_body_bytes)
+                receive = limit_receive(receive, self.service.config.limits.max_body_bytes)
+            await self.app(scope, receive, tracked)
+        except ApiError as err:
+            await error_response(err)(scope, receive, tracked)
+        finally:
+            if code is None and status >= 400:
+                code = "internal" if status >= 500 else "bad_request"
+            self.service.metrics.observe_request(route, status, time.perf_counter() - start, code)
+
+
+def _headers(scope: Scope) -> Mapping[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+
+
+def create_app(config: ServeConfig) -> FastAPI:
+    """The service as an ASGI app; the model loads when the app starts (``with TestClient(app)``, uvicorn).
+
+    Args:
+        config: model, batching and limits.
+
+    Returns:
+        The FastAPI app; its :class:`Service` is ``app.state.service``.
+    """
+    service = Service(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(service.start)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(service.stop)
+
+    app = FastAPI(
+        title="sgjnd",
+        version=__version__,
+        description="JND prediction and content-aware JPEG compression with SG-JND.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    _add_error_handlers(app)
+
+    @app.post("/v1/jnd", response_model=JNDResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
+    async def jnd(request: Request) -> JSONResponse:
+        """Predict the JND and the recommended JPEG quality of one image."""
+
+        def work(data: bytes, source: str) -> dict[str, Any]:
+            # Strict JSON: a non-finite float (a patch never scored) becomes null instead of failing the response.
+            return json_safe(_predictor(service).predict(data, source=source).to_dict())
+
+        return JSONResponse(await service.run(request, work))
+
+    @app.post(
+        "/v1/compress",
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+                "description": "the JPEG; the prediction is in the X-SGJND-* headers",
+            },
+            **ERRORS,
+        },
+        openapi_extra=IMAGE_BODY,
+    )
+    async def compress(
+        request: Request,
+        margin: int = Query(0, ge=-99, le=99, description="QF steps added to the recommended QF"),
+        keep_metadata: bool = Query(True, description="copy EXIF (orientation reset) and the ICC profile"),
+    ) -> Response:
+        """Compress one image as a JPEG at its recommended quality (metadata kept); the result is in headers."""
+        from sgjnd.compress import CompressConfig, compress_image
+
+        settings = CompressConfig(margin=margin, keep_metadata=keep_metadata)
+
+        def work(data: bytes, source: str) -> tuple[bytes, dict[str, Any]]:
+            out, result = compress_image(
+                _predictor(service), data, source=source, output=Path("<response>"), config=settings
+            )
+            return out, json_safe(result.to_dict())
+
+        jpeg, result = await service.run(request, work)
+        headers = {
+            "X-SGJND-QF": str(result["qf"]),
+            "X-SGJND-JND-QF": _header_value(result["jnd_qf"]),
+            "X-SGJND-Recommended-QF": _header_value(result["recommended_qf"]),
+            "X-SGJND-PSNR-dB": _header_value(result["psnr_db"]),
+            # ASCII JSON on one line: safe in a header whatever the notes say.
+            "X-SGJND-Result": json.dumps(result, ensure_ascii=True, separators=(",", ":")),
+        }
+        return Response(jpeg, media_type="image/jpeg", headers=headers)
+
+    @app.get("/healthz", response_model=HealthResponse)
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=ReadyResponse, responses={503: ERRORS[503]})
+    async def readyz() -> dict[str, Any]:
+        """Readiness: the model is loaded and requests are taken."""
+        return service.describe()
+
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}, 401: ERRORS[401]})
+    async def metrics() -> Response:
+        """Prometheus metrics: requests by route and status, errors by code, latency, batch sizes."""
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+    # Wraps routing and the handlers above, so it sees (and counts) every response they send.
+    app.add_middleware(_Guard, service=service)
+    return app
+
+
+def _predictor(service: Service) -> JNDPredictor:
+    predictor = service.predictor
+    if predictor is None:
+        raise api_error("not_ready", "the service is stopping; retry on another instance")
+    return predictor
+
+
+def _header_value(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+_STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def on_api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors())
+        return error_response(api_error("bad_request", f"invalid request parameters: {problems}"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal")
+        err = ApiError(exc.status_code, code, str(exc.detail), tuple((exc.headers or {}).items()))
+        return error_response(err)
+
+    @app.exception_handler(Exception)
+    async def on_bug(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error while serving a request")
+        return error_response(
+            api_error("internal", f"unexpected {type(exc).__name__}: a bug in sgjnd; the service goes on. Report it")
+        )
+
+
+def app_from_environment() -> FastAPI:
+    """The app of ``sgjnd serve --processes N``: each uvicorn worker rebuilds the config from :data:`CONFIG_ENV`.
+
+    Raises:
+        SgjndError: the variable is missing (this factory is only for ``sgjnd serve``).
+    """
+    text = os.environ.get(CONFIG_ENV)
+    if not text:
+        from sgjnd.errors import UsageError
+
+        raise UsageError(f"{CONFIG_ENV} is not set: start the service with `sgjnd serve`, which sets it")
+    return create_app(ServeConfig.from_json(text))
