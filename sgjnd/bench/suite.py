@@ -1,0 +1,664 @@
+"""The measurement grid: every target (backend × precision) through four suites, in one run, side by side.
+
+1. **frame**: sgemm peak of this machine (numpy and torch) and the encoder's MACs per patch.
+2. **latency**: encoder and head at each batch size; warm-up excluded; p50/p90/p99/mean and patches/s; achieved
+   GFLOP/s and fraction of the sgemm peak on CPU targets. An out-of-memory error stops that series (an ``oom``
+   row); any other failure stops it with an ``error`` row.
+3. **e2e**: each photo through :class:`~sgjnd.runtime.predictor.JNDPredictor` per search strategy: per-stage
+   times, encoder passes, JND QF.
+4. **drift**: against the reference (``torch/fp32``) in the same run: features, q and w on one fixed batch of real
+   (reference and JPEG-distorted) patches, and the JND QF per photo.
+
+A target whose backend, provider, device or graphs are missing gives one SKIPPED row per suite with the reason.
+Targets run one after another with each model loaded once, so the latency grid is also the warm-up of the later
+suites.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from sgjnd.bench.config import REFERENCE, BenchConfig, Target
+from sgjnd.bench.frame import MacCount, MatmulLibrary, PeakResult
+from sgjnd.bench.prepare import Prepared, prepare
+from sgjnd.bench.results import BenchRun, Measurement, Status, Suite, skipped, target_row
+from sgjnd.bench.timing import LoopConfig, summarize, throughput, time_calls
+from sgjnd.errors import SgjndError
+from sgjnd.progress import Progress
+from sgjnd.runtime.backends.base import Backend
+from sgjnd.runtime.backends.registry import ModelBackends, open_model
+from sgjnd.runtime.modeldir import Extension
+from sgjnd.runtime.search import Strategy
+from sgjnd.spec import GraphName, ModelSpec
+
+log = logging.getLogger(__name__)
+
+Opener = Callable[[Target, Prepared, BenchConfig], ModelBackends]
+"""Opens a target's model (not loaded yet); replaceable for tests."""
+
+SUITES_PER_TARGET: tuple[Suite, ...] = ("latency", "e2e", "drift")
+"""The suites every target runs (frame is per machine)."""
+
+_OOM_WORDS = ("out of memory", "outofmemory", "failed to allocate", "cudaerrormemoryallocation", "bad_alloc",
+              "cannot allocate memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` (or its cause) is an out-of-memory error: MemoryError, torch's OutOfMemoryError, or a backend
+    error whose message says so (ONNX Runtime "Failed to allocate memory", CUDA "out of memory")."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, MemoryError) or "outofmemory" in type(seen).__name__.lower():
+            return True
+        text = str(seen).lower()
+        if any(word in text for word in _OOM_WORDS):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+# -- availability --------------------------------------------------------------------------------------------------
+
+
+def unavailable_reason(target: Target, prepared: Prepared) -> str | None:
+    """Why ``target`` cannot be measured here, or None when it can.
+
+    Checks, in order: the backend's library, the execution providers (ONNX Runtime), the TensorRT build, and that
+    the checkpoint or the graphs/engines of the target's precision exist.
+    """
+    from sgjnd.environment import backend_status
+    from sgjnd.runtime.backends.registry import backend_class
+    from sgjnd.runtime.modeldir import available_precisions
+
+    try:
+        backend_class(target.backend)
+    except SgjndError as exc:
+        return str(exc)
+    status = backend_status().get(target.backend, "available")
+    if status != "available":
+        return f"{target.backend}: {status}"
+    if target.backend == "onnxruntime":
+        from sgjnd.runtime.backends.ort import resolve_providers
+
+        try:
+            resolve_providers(target.providers or ("cpu",))
+        except SgjndError as exc:
+            return str(exc)
+    if target.backend == "torch":
+        return None if prepared.checkpoint is not None else prepared.checkpoint_reason
+    if prepared.model_dir is None:
+        return prepared.model_dir_reason or "no model directory"
+    ext: Extension = "engine" if target.backend == "tensorrt" else "onnx"
+    if target.precision not in available_precisions(prepared.model_dir, ext):
+        default = f"no {target.precision} {ext} files in {prepared.model_dir}"
+        return prepared.missing.get(f"{ext}:{target.precision}", default)
+    return None
+
+
+def open_target(target: Target, prepared: Prepared, config: BenchConfig) -> ModelBackends:
+    """Open ``target``'s model with the run's thread setting (not loaded yet)."""
+    options: dict[str, Any] = {}
+    if target.backend in ("torch", "onnxruntime"):
+        options["threads"] = config.threads
+    if target.backend == "onnxruntime":
+        options["providers"] = target.providers or ("cpu",)
+    location = prepared.checkpoint if target.backend == "torch" else prepared.model_dir
+    if location is None:
+        raise SgjndError(f"{target.name}: nothing to open")
+    return open_model(target.backend, location, precision=target.precision, **options)
+
+
+# -- latency -------------------------------------------------------------------------------------------------------
+
+
+def make_feeds(spec: ModelSpec, graph: GraphName, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random inputs of ``graph`` at ``batch``: standard-normal patches (already normalised) or features."""
+    if graph == "encoder":
+        s = spec.patch_size
+        return {"patches": rng.standard_normal((batch, 3, s, s), dtype=np.float32)}
+    f = spec.feature_dim
+    return {name: rng.standard_normal((batch, f), dtype=np.float32) for name in ("f_ref", "f_dis")}
+
+
+@dataclass(frozen=True)
+class FrameFigures:
+    """What latency rows need from the frame: GFLOP per patch of the encoder and the CPU's sgemm peak."""
+
+    encoder_gflop: float | None = None
+    peak_gflops: float | None = None
+
+
+def measure_latency(
+    target: Target,
+    backend: Backend,
+    graph: GraphName,
+    spec: ModelSpec,
+    batches: Sequence[int],
+    loop: LoopConfig,
+    *,
+    frame: FrameFigures = FrameFigures(),
+    seed: int = 0,
+    on_point: Callable[[Measurement], None] | None = None,
+) -> list[Measurement]:
+    """Time ``backend`` (loaded) at each batch size; an OOM or error stops the series with a row saying so.
+
+    Args:
+        target: the target being measured (for the rows' labels).
+        backend: an entered backend of ``graph``.
+        graph: ``encoder`` or ``head``.
+        spec: the model spec (input shapes).
+        batches: batch sizes, ascending.
+        loop: warm-up and iteration limits of each point.
+        frame: encoder GFLOP per patch and the CPU peak, for achieved GFLOP/s on encoder rows.
+        seed: seed of the random inputs.
+        on_point: called with each row as it is made (progress).
+
+    Returns:
+        One row per batch size run, plus at most one ``oom``/``error`` row that ends the series; batches above the
+        backend's ``max_batch_size`` give ``skipped`` rows.
+    """
+    rng = np.random.default_rng(seed)
+    rows: list[Measurement] = []
+    limit = backend.max_batch_size
+    for position, batch in enumerate(batches):
+        if limit is not None and batch > limit:
+            row = skipped("latency", target, f"batch {batch} exceeds the artifact's maximum batch {limit}",
+                          graph=graph, batch=batch)
+            rows.append(row)
+            if on_point:
+                on_point(row)
+            continue
+        feeds = make_feeds(spec, graph, batch, rng)
+        splits: list[Mapping[str, float]] = []
+
+        def call(feeds: dict[str, np.ndarray] = feeds, splits: list[Mapping[str, float]] = splits) -> None:
+            backend.infer(feeds)
+            split = getattr(backend, "last_timings_ms", None)  # H2D/compute/D2H, where a GPU backend measures them
+            if isinstance(split, Mapping):
+                splits.append(split)
+
+        try:
+            samples = time_calls(call, loop)
+        except Exception as exc:  # every failure ends the series with a row; OOM is told apart
+            del feeds
+            gc.collect()
+            later = ", ".join(str(b) for b in batches[position + 1:])
+            rest = f"; batch sizes {later} not run" if later else ""
+            status: Status = "oom" if is_out_of_memory(exc) else "error"
+            what = "out of memory" if status == "oom" else "failed"
+            row = target_row("latency", target, graph=graph, batch=batch, status=status,
+                             reason=f"{what} at batch {batch}: {type(exc).__name__}: {_short(exc)}{rest}")
+            rows.append(row)
+            if on_point:
+                on_point(row)
+            break
+        stats = summarize(samples)
+        rate = throughput(batch, stats.mean_ms)
+        row = target_row(
+            "latency", target, graph=graph, batch=batch, n=stats.n, mean_ms=stats.mean_ms, p50_ms=stats.p50_ms,
+            p90_ms=stats.p90_ms, p99_ms=stats.p99_ms, min_ms=stats.min_ms, max_ms=stats.max_ms, std_ms=stats.std_ms,
+            per_patch_ms=stats.p50_ms / batch, throughput_per_s=rate,
+        )
+        if splits:  # only what the backend measured itself, never an estimate
+            for key in ("h2d_ms", "compute_ms", "d2h_ms"):
+                values = [float(s[key]) for s in splits if key in s]
+                if values:
+                    setattr(row, key, float(np.mean(values[-stats.n:])))
+        if graph == "encoder" and frame.encoder_gflop is not None and math.isfinite(rate):
+            row.achieved_gflops = frame.encoder_gflop * rate
+            if target.device == "cpu" and frame.peak_gflops:
+                row.peak_fraction = row.achieved_gflops / frame.peak_gflops
+        rows.append(row)
+        if on_point:
+            on_point(row)
+    return rows
+
+
+def unsupported_variant_rows(target: Target, backend: Backend) -> list[Measurement]:
+    """Rows for GPU timing variants the backend does not offer (CUDA graphs), so they are reported, not missing."""
+    if target.device != "gpu":
+        return []
+    if getattr(backend, "supports_cuda_graphs", False):
+        return []
+    reason = (
+        f"CUDA graphs are not supported by the sgjnd {target.backend} backend (no capture/replay API); "
+        "`trtexec --useCudaGraph` measures them for an engine"
+    )
+    return [Measurement(suite="latency", target=target.name, backend=target.backend, precision=target.precision,
+                        device=target.device, graph="encoder", variant="cuda-graph", status="skipped", reason=reason)]
+
+
+# -- end to end ----------------------------------------------------------------------------------------------------
+
+
+def measure_e2e(
+    target: Target,
+    models: ModelBackends,
+    strategy: str,
+    images: Sequence[Path],
+    max_patches: int,
+    *,
+    on_image: Callable[[Measurement], None] | None = None,
+) -> list[Measurement]:
+    """Predict each image with ``strategy`` and record the predictor's stage times, passes and JND.
+
+    An out-of-memory error stops the series (``oom`` row); an error on one image gives an ``error`` row for it.
+    """
+    from sgjnd.runtime.predictor import JNDPredictor, PredictConfig
+    from sgjnd.runtime.search import SearchConfig
+
+    search = SearchConfig(strategy=cast(Strategy, strategy))  # SearchConfig rejects an unknown name
+    predictor = JNDPredictor(models, PredictConfig(search=search, max_patches=max_patches))
+    rows: list[Measurement] = []
+    for image in images:
+        try:
+            result = predictor.predict(image)
+        except Exception as exc:  # one failed photo is a row; OOM ends the series
+            oom = is_out_of_memory(exc)
+            row = target_row("e2e", target, strategy=strategy, image=image.name, status="oom" if oom else "error",
+                             reason=f"{type(exc).__name__}: {_short(exc)}")
+            rows.append(row)
+            if on_image:
+                on_image(row)
+            if oom or not isinstance(exc, SgjndError):
+                break
+            continue
+        t = result.timings_ms
+        row = target_row(
+            "e2e", target, strategy=strategy, image=image.name, patches=len(result.patches),
+            encoder_passes=result.encoder_passes, jnd_qf=result.jnd_qf, recommended_qf=result.recommended_qf,
+            decode_ms=t["decode"], patches_ms=t["patches"], jpeg_ms=t["jpeg"], inference_ms=t["inference"],
+            search_ms=t["search"], report_ms=t["report"], total_ms=t["total"],
+            note="; ".join(result.notes),
+        )
+        rows.append(row)
+        if on_image:
+            on_image(row)
+    return rows
+
+
+# -- drift ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DriftBatch:
+    """The fixed inputs of the tensor-drift suite: reference patches and their JPEG-distorted versions."""
+
+    reference: np.ndarray
+    distorted: np.ndarray
+    qfs: tuple[int, ...]
+    source: str
+
+
+def make_drift_batch(images: Sequence[Path], spec: ModelSpec, n_reference: int, qfs: Sequence[int]) -> DriftBatch:
+    """Up to ``n_reference`` reference patches spread over ``images``, and each one distorted at every QF in ``qfs``.
+
+    The patches are cut, JPEG-coded and normalised exactly as the predictor does.
+    """
+    from sgjnd.runtime.decode import decode_image
+    from sgjnd.runtime.jpeg import JpegCodec
+    from sgjnd.runtime.patches import extract_patches, normalize_patches, pad_to_patch, patch_grid
+
+    codec = JpegCodec(spec.jpeg)
+    per_image = max(1, math.ceil(n_reference / max(len(images), 1)))
+    refs, dis = [], []
+    for path in images:
+        bgr, _ = pad_to_patch(decode_image(path).bgr, spec.patch_size)
+        grid = patch_grid(bgr.shape[0], bgr.shape[1], spec.patch_size, max_patches=per_image)
+        refs.append(extract_patches(bgr, grid))
+        dis.append(np.stack([codec.distorted_patches(bgr, grid, qf) for qf in qfs], axis=1))  # (N, QF, s, s, 3)
+    reference = np.concatenate(refs)[:n_reference]
+    distorted = np.concatenate(dis)[:n_reference]
+    n = len(reference)
+    flat = distorted.reshape(n * len(qfs), *distorted.shape[2:])  # patch-major: patch i at every QF in turn
+    return DriftBatch(
+        reference=normalize_patches(np.ascontiguousarray(reference), spec),
+        distorted=normalize_patches(np.ascontiguousarray(flat), spec),
+        qfs=tuple(qfs),
+        source=f"{n} patches from {len(images)} photos, each also JPEG-coded at QF {', '.join(map(str, qfs))}",
+    )
+
+
+def run_graphs(models: ModelBackends, batch: DriftBatch) -> dict[str, np.ndarray]:
+    """Features of every drift patch and q, w of every (reference, distorted) pair, through ``models`` (entered)."""
+    size = min(16, models.encoder.max_batch_size or 16)
+
+    def encode(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([
+            np.asarray(models.encoder.infer({"patches": np.ascontiguousarray(x[i:i + size])})["features"])
+            for i in range(0, len(x), size)
+        ])
+
+    f_ref = encode(batch.reference)
+    f_dis = encode(batch.distorted)
+    f_pair = np.repeat(f_ref, len(batch.qfs), axis=0)
+    limit = models.head.max_batch_size or len(f_dis)
+    qs, ws = [], []
+    for i in range(0, len(f_dis), limit):
+        out = models.head.infer({"f_ref": f_pair[i:i + limit], "f_dis": f_dis[i:i + limit]})
+        qs.append(np.asarray(out["q"]).reshape(-1))
+        ws.append(np.asarray(out["w"]).reshape(-1))
+    return {"features": np.concatenate([f_ref, f_dis]), "q": np.concatenate(qs), "w": np.concatenate(ws)}
+
+
+def drift_rows(target: Target, reference: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray],
+               source: str) -> list[Measurement]:
+    """One row per output: cosine, max/mean |Δ| and PASS/FAIL against the precision's default tolerance."""
+    from sgjnd.compare import compare_outputs, tolerances_for
+
+    rows = []
+    for c in compare_outputs(reference, outputs, tolerances_for(target.precision)):
+        rows.append(Measurement(
+            suite="drift", target=target.name, backend=target.backend, precision=target.precision,
+            device=target.device, output=c.name, cosine=c.cosine, max_abs=c.max_abs, mean_abs=c.mean_abs,
+            tolerance=c.tolerance.describe(), passed=c.passed, reason=c.reason, note=source,
+        ))
+    return rows
+
+
+def qf_drift_rows(rows: Sequence[Measurement], reference: str = REFERENCE) -> list[Measurement]:
+    """JND QF of every target against the reference's, per photo and strategy (same patches, same search).
+
+    A JND of None (even the lowest candidate is invisible) counts as QF 0.
+    """
+    ref = {(r.image, r.strategy): r for r in rows if r.suite == "e2e" and r.target == reference and r.status == "ok"}
+    out = []
+    for r in rows:
+        if r.suite != "e2e" or r.target == reference or r.status != "ok" or (r.image, r.strategy) not in ref:
+            continue
+        base = ref[(r.image, r.strategy)]
+        ours, theirs = r.jnd_qf or 0, base.jnd_qf or 0
+        out.append(Measurement(
+            suite="drift", target=r.target, backend=r.backend, precision=r.precision, device=r.device,
+            output="jnd_qf", image=r.image, strategy=r.strategy, jnd_qf=r.jnd_qf, ref_jnd_qf=base.jnd_qf,
+            qf_diff=ours - theirs,
+        ))
+    return out
+
+
+# -- frame ---------------------------------------------------------------------------------------------------------
+
+
+def frame_rows(peaks: Sequence[PeakResult], macs: Sequence[MacCount], patch_size: int) -> list[Measurement]:
+    """Rows for the sgemm peaks and the MAC counts."""
+    rows = [
+        Measurement(suite="frame", target=f"{p.library}-sgemm", device="cpu", library=p.library, size=p.size,
+                    threads=p.threads, gflops=p.gflops, min_ms=p.seconds * 1e3, n=p.repeats,
+                    note=f"float32 {p.size}x{p.size} @ {p.size}x{p.size}, best of {p.repeats}; threads: {p.note}")
+        for p in peaks
+    ]
+    for m in macs:
+        kinds = ", ".join(f"{k} {v / 1e9:.3f}" for k, v in m.by_kind.items())
+        missing = f"; uncounted: {', '.join(m.uncounted)}" if m.uncounted else ""
+        rows.append(Measurement(
+            suite="frame", target=f"encoder-macs/{m.source.split()[0]}", library=m.source, gmac=m.gmac,
+            size=patch_size, note=f"GMAC per {patch_size}px patch: {kinds}{missing}",
+        ))
+    return rows
+
+
+def measure_frame(config: BenchConfig, prepared: Prepared, say: Callable[[str], None]) -> tuple[
+    list[Measurement], FrameFigures
+]:
+    """sgemm peaks and MAC counts (torch hooks on the checkpoint's encoder, ONNX graph of the FP32 encoder)."""
+    import importlib.util
+
+    from sgjnd.bench.frame import count_macs_onnx, count_macs_torch, matmul_peak
+    from sgjnd.runtime.modeldir import artifact_path
+
+    peaks: list[PeakResult] = []
+    rows: list[Measurement] = []
+    libraries: list[MatmulLibrary] = ["numpy"]
+    if importlib.util.find_spec("torch"):
+        libraries.append("torch")
+    for library in libraries:
+        say(f"frame: {library} sgemm {config.peak_size}^3")
+        peaks.append(matmul_peak(library, size=config.peak_size, repeats=config.peak_repeats, threads=config.threads))
+    macs: list[MacCount] = []
+    if importlib.util.find_spec("torch"):
+        import torch
+
+        from sgjnd.model import model_from_spec
+
+        # Shapes are all the count needs: build the spec's network on the meta device (no weights, no memory).
+        with torch.device("meta"):
+            network = model_from_spec(prepared.spec)
+            s = prepared.spec.patch_size
+            macs.append(count_macs_torch(network.encoder, torch.zeros(1, 3, s, s)))
+        del network
+    if prepared.model_dir is not None and importlib.util.find_spec("onnx"):
+        try:
+            macs.append(count_macs_onnx(artifact_path(prepared.model_dir, "encoder")))
+        except Exception as exc:  # the ONNX count is a cross-check; its failure is a row, not the end of the run
+            rows.append(Measurement(suite="frame", target="encoder-macs/onnx", status="error",
+                                    reason=f"{type(exc).__name__}: {_short(exc)}"))
+    rows = frame_rows(peaks, macs, prepared.spec.patch_size) + rows
+    gflop = macs[0].gflop if macs else None
+    peak = max((p.gflops for p in peaks), default=None)
+    return rows, FrameFigures(gflop, peak)
+
+
+# -- the run -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """What each available target will run, to size the progress bar."""
+
+    available: dict[str, bool] = field(default_factory=dict)
+
+    def steps(self, config: BenchConfig, images: int) -> int:
+        total = 0
+        for t in config.targets:
+            if not self.available.get(t.name):
+                continue
+            total += len(config.batches_for(t)) * (2 if config.head else 1) + 1
+            total += images * sum(1 for tt, _ in config.e2e_plan() if tt.name == t.name)
+        return total
+
+
+def run_suite(
+    config: BenchConfig,
+    out_dir: Path,
+    *,
+    weights: Path | None = None,
+    model_dir: Path | None = None,
+    show_progress: bool = True,
+    opener: Opener = open_target,
+) -> BenchRun:
+    """Prepare, then measure every target of ``config`` through every suite; return the run (nothing written).
+
+    Args:
+        config: what to measure.
+        out_dir: the output directory (``<out_dir>/model`` receives the prepared model).
+        weights: benchmark this checkpoint instead of a seeded one.
+        model_dir: benchmark this model directory as it is.
+        show_progress: a progress line on stderr.
+        opener: opens a target's model (tests pass fakes).
+
+    Returns:
+        The run with its rows, environment, model facts and notes.
+    """
+    from sgjnd.bench.machine import machine_info
+
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+
+    def say(message: str) -> None:
+        if show_progress:
+            print(f"[bench {time.perf_counter() - t0:6.1f}s] {message}", file=_stderr(), flush=True)
+        else:
+            log.info("%s", message)
+
+    environment = machine_info(config.threads)
+    need_engines = any(t.backend == "tensorrt" for t in config.targets) and bool(environment["gpu"].get("available"))
+    prepared = prepare(config, out_dir, weights=weights, model_dir=model_dir, need_engines=need_engines, say=say)
+    rows, frame = measure_frame(config, prepared, say)
+
+    reasons = {t.name: unavailable_reason(t, prepared) for t in config.targets}
+    plan = _Plan({name: reason is None for name, reason in reasons.items()})
+    progress = Progress(plan.steps(config, len(prepared.images)), "bench", enabled=show_progress, stream=_stderr())
+
+    def step(row: Measurement) -> None:
+        progress.step(_describe(row))
+
+    loop = LoopConfig(config.warmup, config.iters, config.min_iters, config.max_seconds)
+    drift_batch: DriftBatch | None = None
+    drift_reason = prepared.images_reason
+    if prepared.images:
+        drift_batch = make_drift_batch(prepared.images, prepared.spec, config.drift_patches, config.drift_qfs)
+    reference: dict[str, np.ndarray] | None = None
+    reference_reason = ""
+    for target in config.targets:
+        reason = reasons[target.name]
+        if reason is not None:
+            say(f"{target.name}: SKIPPED ({reason})")
+            rows += [skipped(suite, target, reason) for suite in SUITES_PER_TARGET]
+            if target.name == REFERENCE:
+                reference_reason = f"the reference {REFERENCE} was skipped: {reason}"
+            continue
+        say(f"{target.name}: measuring")
+        try:
+            target_rows, outputs = _measure_target(target, opener(target, prepared, config), config, prepared, loop,
+                                                   frame, drift_batch, step)
+        except Exception as exc:  # a target that cannot even load is one error row per suite, and the run goes on
+            kind: Status = "oom" if is_out_of_memory(exc) else "error"
+            text = f"{type(exc).__name__}: {_short(exc)}"
+            say(f"{target.name}: {kind.upper()} ({text})")
+            rows += [target_row(suite, target, status=kind, reason=text) for suite in SUITES_PER_TARGET]
+            if target.name == REFERENCE:
+                reference_reason = f"the reference {REFERENCE} failed: {text}"
+            continue
+        rows += target_rows
+        if target.name == REFERENCE:
+            reference = outputs
+            continue
+        if outputs is None or reference is None or drift_batch is None:
+            why = drift_reason or reference_reason or "no drift outputs"
+            rows.append(skipped("drift", target, why))
+        else:
+            rows += drift_rows(target, reference, outputs, drift_batch.source)
+    rows += qf_drift_rows(rows)
+
+    run = BenchRun(
+        profile=config.profile,
+        config=config.to_dict(),
+        model=_model_facts(prepared, frame),
+        environment=environment,
+        rows=rows,
+        notes=_notes(config, prepared, environment, drift_batch),
+        started=started,
+        duration_s=time.perf_counter() - t0,
+    )
+    return run
+
+
+def _measure_target(
+    target: Target,
+    models: ModelBackends,
+    config: BenchConfig,
+    prepared: Prepared,
+    loop: LoopConfig,
+    frame: FrameFigures,
+    drift_batch: DriftBatch | None,
+    step: Callable[[Measurement], None],
+) -> tuple[list[Measurement], dict[str, np.ndarray] | None]:
+    rows: list[Measurement] = []
+    outputs: dict[str, np.ndarray] | None = None
+    with models:
+        graphs: list[tuple[GraphName, Backend]] = [("encoder", models.encoder)]
+        if config.head:
+            graphs.append(("head", models.head))
+        for graph, backend in graphs:
+            rows += measure_latency(target, backend, graph, prepared.spec, config.batches_for(target), loop,
+                                    frame=frame, on_point=step)
+        rows += unsupported_variant_rows(target, models.encoder)
+        strategies = [s for t, s in config.e2e_plan() if t.name == target.name]
+        if strategies and not prepared.images:
+            rows.append(skipped("e2e", target, prepared.images_reason or "no images"))
+        for strategy in strategies if prepared.images else []:
+            rows += measure_e2e(target, models, strategy, prepared.images, config.e2e_max_patches, on_image=step)
+        if drift_batch is not None:
+            try:
+                outputs = run_graphs(models, drift_batch)
+            except Exception as exc:  # drift failure is a row; the timing rows stand
+                rows.append(target_row("drift", target, status="oom" if is_out_of_memory(exc) else "error",
+                                       reason=f"{type(exc).__name__}: {_short(exc)}"))
+        step(Measurement(suite="drift", target=target.name))
+    return rows, outputs
+
+
+def _model_facts(prepared: Prepared, frame: FrameFigures) -> dict[str, Any]:
+    spec = prepared.spec
+    return {
+        "name": spec.name,
+        "patch_size": spec.patch_size,
+        "feature_dim": spec.feature_dim,
+        "weights": prepared.weights,
+        "untrained": prepared.weights.upper().startswith("UNTRAINED"),
+        "checkpoint": str(prepared.checkpoint) if prepared.checkpoint else None,
+        "checkpoint_sha256": prepared.checkpoint_sha256(),
+        "model_dir": str(prepared.model_dir) if prepared.model_dir else None,
+        "encoder_gflop_per_patch": frame.encoder_gflop,
+        "images": [p.name for p in prepared.images],
+    }
+
+
+def _notes(config: BenchConfig, prepared: Prepared, environment: Mapping[str, Any],
+           drift_batch: DriftBatch | None) -> list[str]:
+    notes = list(prepared.notes)
+    if prepared.weights.upper().startswith("UNTRAINED"):
+        notes.append(f"weights: {prepared.weights}. Speed figures are those of the real network; JND values are not "
+                     "perceptually meaningful, but the drift between backends is.")
+    if config.cpu_max_batch is not None and any(b > config.cpu_max_batch for b in config.batch_sizes):
+        notes.append(f"CPU targets stop at batch {config.cpu_max_batch} to bound the run time; GPU targets run "
+                     f"{', '.join(map(str, config.batch_sizes))}.")
+    cpu = environment.get("cpu", {})
+    if not cpu.get("vnni"):
+        notes.append(f"this CPU ({cpu.get('model', '?')}; {', '.join(cpu.get('flags', [])) or 'no relevant flags'}) "
+                     "has no VNNI: ONNX Runtime INT8 (U8S8) is expected near FP32 speed here; the >= 5x INT8 target "
+                     "applies only to VNNI/AMX CPUs.")
+    if not environment.get("gpu", {}).get("available"):
+        notes.append(f"no GPU: {environment.get('gpu', {}).get('reason', 'none found')}")
+    notes.append(f"end to end: {config.e2e_max_patches} patches per photo; strategies "
+                 + "; ".join(f"{s} on {', '.join(t)}" for s, t in config.e2e_strategies.items())
+                 + ". The first photo of each series follows the latency grid on the same loaded model (warm).")
+    if drift_batch is not None:
+        notes.append(f"tensor drift on {drift_batch.source}")
+    if config.threads is not None:
+        notes.append(f"threads: every backend and the sgemm peak ran with {config.threads} intra-op thread(s) "
+                     "(config `threads`), so ratios and % of peak compare like with like.")
+    notes.append("timings are wall-clock (time.perf_counter) around backend.infer; ratios are meaningful within one "
+                 "run only (other processes share the cores).")
+    return notes
+
+
+def _describe(row: Measurement) -> str:
+    if row.suite == "latency":
+        figure = f"p50 {row.p50_ms:.1f} ms" if row.p50_ms is not None else row.status.upper()
+        return f"{row.target} {row.graph} b{row.batch} {figure}"
+    if row.suite == "e2e":
+        figure = f"{row.total_ms:.0f} ms, {row.encoder_passes} passes" if row.total_ms is not None else row.status
+        return f"{row.target} {row.strategy} {row.image} {figure}"
+    return f"{row.target} {row.suite}"
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _stderr() -> Any:
+    import sys
+
+    return sys.stderr
