@@ -62,11 +62,11 @@ class Tolerance:
             raise UsageError(f"atol_scale must be 'abs' or 'ref_max', got {self.atol_scale!r}")
 
     def describe(self) -> str:
-        """``atol=1e-04·max|ref| rtol=1e-03 cos>=0.99999``."""
+        """``atol=0.0001·max|ref| rtol=0.001 cos>=0.99999``."""
         scale = "·max|ref|" if self.atol_scale == "ref_max" else ""
-        parts = [f"atol={self.atol:.0e}{scale}" if math.isfinite(self.atol) else "atol=off"]
+        parts = [f"atol={self.atol:.2g}{scale}" if math.isfinite(self.atol) else "atol=off"]
         if self.rtol:
-            parts.append(f"rtol={self.rtol:.0e}")
+            parts.append(f"rtol={self.rtol:.2g}")
         if self.min_cosine > -1.0:
             parts.append(f"cos>={self.min_cosine:g}")
         return " ".join(parts)

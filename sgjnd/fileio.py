@@ -10,6 +10,16 @@ from pathlib import Path
 _CHUNK = 1 << 20
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()
+"""The mode a plain open() gives new files; read once at import, since os.umask is process-wide and racy."""
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes, read in chunks."""
     digest = hashlib.sha256()
@@ -36,6 +46,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; give the file the mode a plain open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
