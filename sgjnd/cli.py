@@ -14,6 +14,9 @@ from sgjnd.errors import SgjndError
 COMMANDS: tuple[str, ...] = (
     "info",
     "init",
+    "label",
+    "train",
+    "evaluate",
     "predict",
     "compress",
     "serve",

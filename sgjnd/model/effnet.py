@@ -85,9 +85,11 @@ class SameConv2d(nn.Conv2d):
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int, stride: int, input_size: int, groups: int = 1
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, groups=groups, bias=False)
         (before, after), self.output_size = _same_pad(input_size, kernel_size, stride)
-        self.pad = (before, after, before, after)
+        symmetric = before == after  # the convolution pads by itself; only TF's asymmetric stride-2 case needs F.pad
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=before if symmetric else 0,
+                         groups=groups, bias=False)
+        self.pad = (0, 0, 0, 0) if symmetric else (before, after, before, after)
 
     def forward(self, x: Tensor) -> Tensor:
         if any(self.pad):

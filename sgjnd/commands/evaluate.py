@@ -1,0 +1,76 @@
+"""`sgjnd evaluate`: score a model (any backend) against a JND dataset's labels."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from sgjnd.commands._args import add_predict_args, predict_config_from_args
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    from sgjnd.runtime.backends.registry import list_backends
+    from sgjnd.runtime.modeldir import PRECISIONS
+
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint or model directory against a JND dataset",
+        description="Predict every image of a dataset through the runtime (the same path as `sgjnd predict`, so "
+        "exported and INT8 models are scored the same way) and compare with the labels: pair accuracy, JND MAE "
+        "(QF), ΔPSNR at the JND, share within ±k QF, PLCC/SRCC. Writes per_image.csv, summary.md, metrics.json and "
+        "plots into the output folder.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("model", type=Path, help="checkpoint (.pt, --backend torch) or model directory (sgjnd export)")
+    parser.add_argument("data", type=Path, help="dataset folder (MCL-JCI, KonJND-1k) or proxy-label CSV")
+    parser.add_argument("-o", "--output", type=Path, default=Path("eval-output"), help="report folder")
+    parser.add_argument("--backend", choices=list_backends(), default=None,
+                        help="inference backend (default: torch for a file, onnxruntime for a folder)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="which prepared graphs to run")
+    parser.add_argument("--providers", default="cpu", help="ONNX Runtime execution providers, comma-separated")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    parser.add_argument("--kind", default="auto", choices=("auto", "mcl-jci", "konjnd-1k", "proxy"),
+                        help="dataset layout")
+    parser.add_argument("--label", default="median", choices=("median", "mean", "sur"), help="label aggregation")
+    parser.add_argument("--sur-p", type=float, default=0.5, help="p of --label sur")
+    parser.add_argument("--only", nargs="*", default=None, help="evaluate only these source names or groups")
+    parser.add_argument("--exclude", nargs="*", default=None, help="leave out these source names or groups")
+    parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    add_predict_args(parser)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from sgjnd.data.datasets import open_dataset
+    from sgjnd.data.labels import LabelConfig
+    from sgjnd.runtime.backends.registry import open_model
+    from sgjnd.train.evaluate import evaluate_dataset, metrics_line, write_report
+
+    dataset = open_dataset(args.data, args.kind)
+    if args.only:
+        keep = set(args.only)
+        dataset = dataset.subset(s.name for s in dataset.sources if s.name in keep or s.group in keep)
+    if args.exclude:
+        drop = set(args.exclude)
+        dataset = dataset.subset(s.name for s in dataset.sources if s.name not in drop and s.group not in drop)
+    backend = args.backend or ("onnxruntime" if args.model.is_dir() else "torch")
+    options: dict[str, object] = {"threads": args.threads}
+    if backend == "onnxruntime":
+        options["providers"] = tuple(p.strip() for p in args.providers.split(",") if p.strip())
+    config = predict_config_from_args(args)
+    with open_model(backend, args.model, precision=args.precision, **options) as models:
+        result = evaluate_dataset(models, dataset, config, LabelConfig(args.label, args.sur_p),
+                                  progress=not args.quiet)
+    files = write_report(result, args.output, plots=not args.no_plots)
+    if not dataset.human:
+        print("labels: PROXY LABELS (oracle metric), not human data", file=sys.stderr)
+    print(f"weights: {result.weights}", file=sys.stderr)
+    print(f"{result.model} on {result.backend}: {metrics_line(result.metrics)} ({len(result.images)} image(s))")
+    print(f"wrote {', '.join(str(f) for f in files)}")
+    for name, why in result.failures:
+        print(f"sgjnd evaluate: {name}: {why}", file=sys.stderr)
+    return 1 if result.failures else 0
