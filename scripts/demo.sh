@@ -38,6 +38,15 @@ SEARCH=(--search coarse-to-fine --max-patches 8)
 step "predict with the PyTorch reference"
 sgjnd predict "${PHOTOS[@]}" --backend torch --weights "$CKPT" "${SEARCH[@]}" | tee "$OUT/predict-torch.txt"
 
+if [ -f models/demo/heldout_labels.csv ] && [ "$CKPT" = "$(ls models/demo/*.pt | head -n 1)" ]; then
+    step "the demo checkpoint's predictions beside the oracle's PROXY labels (Butteraugli, not human data)"
+    cp models/demo/heldout_labels.csv models/demo/heldout_labels.csv.json "$OUT/"
+    sgjnd evaluate "$CKPT" "$OUT/heldout_labels.csv" --backend torch "${SEARCH[@]}" -o "$OUT/evaluate-torch" --no-plots -q
+    cat "$OUT/evaluate-torch/summary.md"
+    printf '\n'
+    column -s, -t < "$OUT/evaluate-torch/per_image.csv" 2>/dev/null || cat "$OUT/evaluate-torch/per_image.csv"
+fi
+
 step "export to ONNX (checked against PyTorch on real patches)"
 sgjnd export "$CKPT" -o "$MODEL"
 
@@ -50,8 +59,11 @@ sgjnd compare "${PHOTOS[@]}" --ref "torch:$CKPT" --target "onnxruntime:$MODEL" "
     --json "$OUT/compare-torch-vs-ort.json"
 
 step "calibrate INT8 for ONNX Runtime CPU (U8S8) and TensorRT (S8S8 QDQ) on the calibration photos"
+# The calibrate command exits 1 when INT8 misses a tolerance on the held-out photos; the graphs are written anyway,
+# and the report above says what missed (the demo checkpoint's EfficientNet features quantise poorly: its card).
 sgjnd calibrate "$MODEL" --images "$OUT/calibration-photos" --precision int8 --target all \
-    --holdout "$OUT/photos" --num-patches 128
+    --holdout "$OUT/photos" --num-patches 128 \
+    || echo "(INT8 is outside a tolerance on the held-out photos: see the report above)"
 
 step "predict with ONNX Runtime INT8 (U8S8)"
 sgjnd predict "${PHOTOS[@]}" --backend onnxruntime --model "$MODEL" --precision int8-ort "${SEARCH[@]}" \
