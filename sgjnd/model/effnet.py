@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from sgjnd.errors import CheckpointError, UsageError
 from sgjnd.model.registry import register_model
+from sgjnd.model.resnet import init_conv_bn
 from sgjnd.model.sgjnd_net import SGJND, CSALayer, Fusion, Query, SGJNDConfig, SGJNDEncoder, SGJNDHead, WeightAct
 from sgjnd.spec import ModelSpec
 
@@ -164,12 +165,7 @@ class EfficientNetLite0(nn.Module):
 
     def reset_parameters(self) -> None:
         """He-normal (fan-out) convolutions and identity BatchNorm, as lukemelas' initialiser does."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """F1..F4 of ``x`` (M, 3, H, W), at strides 4, 8, 16 and 32."""

@@ -56,6 +56,16 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
+def init_conv_bn(module: nn.Module) -> None:
+    """He-normal (fan-out) convolutions and identity BatchNorm throughout ``module`` (torchvision's CNN init)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class ResNet(nn.Module):
     """ResNet stem and four Bottleneck stages, without the classifier; returns the four stage outputs.
 
@@ -98,12 +108,7 @@ class ResNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """torchvision's initialisation: He-normal (fan-out) convolutions, BatchNorm as identity."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Stage outputs F1..F4 for ``x`` of shape (M, 3, H, W): strides 4, 8, 16 and 32."""

@@ -12,6 +12,7 @@ ONNX with a dynamic batch: no data-dependent Python control flow, attention thro
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -178,7 +179,10 @@ class SGJNDEncoder(nn.Module):
 
     def forward(self, patches: Tensor) -> Tensor:
         """Features (M, 4d) of normalised patches (M, 3, s, s)."""
-        stages = self.backbone(patches)
+        return self.features_from_stages(self.backbone(patches))
+
+    def features_from_stages(self, stages: Sequence[Tensor]) -> Tensor:
+        """Features (M, 4d) from the backbone's stage outputs F1..F4 (training reuses cached stage outputs)."""
         tokens = [proj(f).flatten(2).transpose(1, 2) for proj, f in zip(self.proj, stages, strict=True)]
         semantic = tokens[3]
         pooled = []

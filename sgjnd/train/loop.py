@@ -65,18 +65,11 @@ Stages = tuple[Tensor, ...]
 
 
 def encode_from_stages(encoder: SGJNDEncoder, stages: Sequence[Tensor]) -> Tensor:
-    """The encoder's output from its backbone's stage outputs (what ``encoder(x)`` computes after the backbone).
+    """The encoder's output from its backbone's stage outputs (used with cached backbone features).
 
-    Used with cached backbone features; a test checks it equals ``encoder(x)`` for every registered variant.
+    A test checks it equals ``encoder(x)`` for every registered variant.
     """
-    tokens = [proj(f).flatten(2).transpose(1, 2) for proj, f in zip(encoder.proj, stages, strict=True)]
-    semantic = tokens[3]
-    pooled = []
-    for csa, lower in zip(encoder.csa, tokens[:3], strict=True):
-        fused = csa(semantic, lower) if encoder.semantic_query else csa(lower, semantic)
-        pooled.append(fused.mean(dim=1))
-    pooled.append(semantic.mean(dim=1))
-    return torch.cat(pooled, dim=1)
+    return encoder.features_from_stages(stages)
 
 
 def build_model(config: TrainConfig) -> SGJND:
