@@ -73,9 +73,9 @@ step "compare ONNX Runtime INT8 with FP32"
 sgjnd compare "${PHOTOS[@]}" --ref "onnxruntime:$MODEL" --target "onnxruntime:$MODEL:int8-ort" "${SEARCH[@]}" \
     --json "$OUT/compare-fp32-vs-int8.json" || echo "(INT8 is outside a tolerance: see the table above)"
 
-step "compress the photos at the recommended quality (INT8 model) and compare with QF 90"
+step "compress the photos at the recommended quality (FP32 model) and compare with QF 90"
 sgjnd compress "${PHOTOS[@]}" -o "$OUT/compressed" --overwrite --backend onnxruntime --model "$MODEL" \
-    --precision int8-ort "${SEARCH[@]}" | tee "$OUT/compress.txt"
+    "${SEARCH[@]}" | tee "$OUT/compress.txt"
 
 step "quick benchmark (tiny model): latency, end-to-end stages, drift against PyTorch"
 sgjnd bench --profile quick -o "$OUT/bench"
