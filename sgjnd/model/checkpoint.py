@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 import sgjnd
 from sgjnd.errors import CheckpointError, SpecError, UsageError
@@ -219,13 +219,13 @@ def _spec_differences(embedded: Any, sidecar: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
-def _torch_load(path: Path) -> Any:
+def _torch_load(path: Path, expected: str = _EXPECTED) -> Any:
     """``torch.load(weights_only=True)``; every way a file can fail to be a torch file becomes a CheckpointError."""
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}: expected {_EXPECTED}")
+        raise CheckpointError(f"no checkpoint at {path}: expected {expected}")
     size = path.stat().st_size
     if size == 0:
-        raise CheckpointError(f"{path} is empty (0 bytes): expected {_EXPECTED}")
+        raise CheckpointError(f"{path} is empty (0 bytes): expected {expected}")
     with open(path, "rb") as fh:
         start = fh.read(64)
     try:
@@ -235,7 +235,7 @@ def _torch_load(path: Path) -> Any:
         torch_like = start.startswith(b"PK\x03\x04") or start[:1] == b"\x80"  # zip (torch.save) or bare pickle
         detail = f" ({reason})" if torch_like else ""  # torch's reason for text or noise is noise itself
         raise CheckpointError(
-            f"{path}: expected {_EXPECTED}, got {_describe_bytes(start, size, refused)}{detail}"
+            f"{path}: expected {expected}, got {_describe_bytes(start, size, refused)}{detail}"
         ) from exc
 
 
@@ -301,17 +301,38 @@ def load_backbone_weights(model: SGJND | ResNet, source: Path | str | Mapping[st
         backbone = model
     else:
         raise UsageError(f"load_backbone_weights expects an SGJND network or a ResNet, got {type(model).__name__}")
+    layout = f"ResNet backbone (blocks {backbone.blocks}, width {backbone.width}; torchvision resnet50 layout expected)"
+    return load_state_into(backbone, source, layout=layout, ignored_prefixes=TORCHVISION_IGNORED_PREFIXES)
+
+
+def load_state_into(
+    backbone: nn.Module, source: Path | str | Mapping[str, Any], *, layout: str, ignored_prefixes: tuple[str, ...]
+) -> list[str]:
+    """Load backbone weights from a torch file or a state_dict strictly, apart from ``ignored_prefixes``.
+
+    Unwraps ``{"state_dict": ...}`` / ``{"model": ...}`` and strips ``module.`` / ``backbone.`` prefixes first.
+
+    Args:
+        backbone: the module to load into.
+        source: a torch file (read with ``weights_only=True``) or a state_dict.
+        layout: what the backbone is, for error messages ("ResNet backbone (...)").
+        ignored_prefixes: keys to drop (a classifier the backbone does not have).
+
+    Returns:
+        The keys that were ignored.
+
+    Raises:
+        CheckpointError: the file cannot be read, or a kept key is missing, unexpected or of another shape.
+    """
     label = "the given state_dict" if isinstance(source, Mapping) else str(source)
-    state = _unwrap_state_dict(source if isinstance(source, Mapping) else _torch_load(Path(source)), label)
+    obj = source if isinstance(source, Mapping) else _torch_load(Path(source), f"a torch file with {layout} weights")
+    state = _unwrap_state_dict(obj, label)
     state = _strip_prefixes(state)
-    ignored = sorted(k for k in state if k.startswith(TORCHVISION_IGNORED_PREFIXES))
-    kept = {k: v for k, v in state.items() if not k.startswith(TORCHVISION_IGNORED_PREFIXES)}
+    ignored = sorted(k for k in state if k.startswith(ignored_prefixes))
+    kept = {k: v for k, v in state.items() if not k.startswith(ignored_prefixes)}
     diff = diff_state_dict(backbone.state_dict(), kept)
     if not diff.ok:
-        raise CheckpointError(
-            f"{label} does not fit the ResNet backbone (blocks {backbone.blocks}, width {backbone.width}; "
-            f"torchvision resnet50 layout expected): {diff.describe()}"
-        )
+        raise CheckpointError(f"{label} does not fit the {layout}: {diff.describe()}")
     backbone.load_state_dict(kept, strict=True)
     return ignored
 
@@ -325,7 +346,7 @@ def _unwrap_state_dict(obj: Any, label: str) -> dict[str, Any]:
             break
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(k, str) for k in obj):
         raise CheckpointError(
-            f"{label} is not a ResNet state_dict: expected a non-empty mapping of parameter names to tensors, "
+            f"{label} is not a backbone state_dict: expected a non-empty mapping of parameter names to tensors, "
             f"got {type(obj).__name__}"
         )
     return dict(obj)

@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sgjnd.errors import CheckpointError, UsageError
+from sgjnd.errors import UsageError
 from sgjnd.model.registry import register_model
 from sgjnd.model.resnet import init_conv_bn
 from sgjnd.model.sgjnd_net import SGJND, CSALayer, Fusion, Query, SGJNDConfig, SGJNDEncoder, SGJNDHead, WeightAct
@@ -341,30 +340,11 @@ def load_effnet_weights(model: SGJND | EfficientNetLite0, source: Path | str | M
         )
     if source is None:
         source = pretrained_weights_path()
-    label = "the given state_dict" if isinstance(source, Mapping) else str(source)
-    if isinstance(source, Mapping):
-        state: Any = source
-    else:
-        try:
-            state = torch.load(Path(source), map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types by file kind
-            raise CheckpointError(f"{label}: expected a torch file with an EfficientNet-Lite0 state_dict ({exc})"
-                                  ) from exc
-    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
-        raise CheckpointError(f"{label}: expected a mapping of parameter names to tensors, got {type(state).__name__}")
-    if state and all(k.startswith("module.") for k in state):  # DataParallel
-        state = {k[len("module."):]: v for k, v in state.items()}
-    ignored = sorted(k for k in state if k.startswith(IGNORED_PREFIXES))
-    kept = {k: v for k, v in state.items() if not k.startswith(IGNORED_PREFIXES)}
-    from sgjnd.model.checkpoint import diff_state_dict  # checkpoint imports sgjnd_net; keep this module light
+    from sgjnd.model.checkpoint import load_state_into  # checkpoint imports sgjnd_net; keep this module light
 
-    diff = diff_state_dict(backbone.state_dict(), kept)
-    if not diff.ok:
-        raise CheckpointError(
-            f"{label} does not fit the EfficientNet-Lite0 backbone (lukemelas efficientnet-lite0 layout expected): "
-            f"{diff.describe()}"
-        )
-    backbone.load_state_dict(kept, strict=True)
-    return ignored
+    return load_state_into(
+        backbone,
+        source,
+        layout="EfficientNet-Lite0 backbone (lukemelas efficientnet-lite0 layout expected)",
+        ignored_prefixes=IGNORED_PREFIXES,
+    )
