@@ -400,7 +400,10 @@ def _int8(
         enc_tmp = work / artifact_name("encoder", precision)
         result = int8_from_onnx(prepared["encoder"], enc_tmp, enc_ranges, flavour, q)
         details: dict[str, Any] = {
-            "calibration": {**calibration, "flavour": flavour, "excluded_nodes": list(result.excluded_nodes),
+            "calibration": {**calibration, "flavour": flavour, "exclude_nodes": list(q.exclude_nodes),
+                            "excluded_nodes": list(result.excluded_nodes),
+                            "float_attention_matmuls": list(result.float_attention),
+                            "reduce_range": result.reduce_range,
                             "notes": [*prep_notes["encoder"], *result.notes]},
             "qdq": result.summary.to_dict(),
         }

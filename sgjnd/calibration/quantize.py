@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fnmatch
 import importlib.util
 import io
 import logging
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 Flavour = Literal["tensorrt", "ort-cpu"]
 Method = Literal["entropy", "minmax", "percentile"]
+ReduceRange = Literal["auto", "on", "off"]
 
 FLAVOURS: tuple[Flavour, ...] = ("tensorrt", "ort-cpu")
 """QDQ flavours, by target."""
@@ -67,6 +69,8 @@ INTEGER_OPS: tuple[str, ...] = (
 
 _WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
+_GLOB_CHARS = frozenset("*?[")
+
 FLOAT_COMPUTE_OPS: tuple[str, ...] = (
     "Conv", "FusedConv", "NhwcFusedConv", "MatMul", "FusedMatMul", "Gemm", "FusedGemm",
 )
@@ -87,7 +91,13 @@ class QuantizeConfig:
         method: calibration method of the activation ranges.
         op_types: op types that are calibrated and, unless excluded, quantised.
         exclude_op_types: op types left in float (removed from ``op_types``).
-        exclude_nodes: node names left in float.
+        exclude_nodes: node names left in float; an entry with ``*``, ``?`` or ``[...]`` is a shell-style pattern
+            (``/backbone/_blocks.[0-5]/*``).
+        quantize_attention: also quantise the attention's activation × activation MatMuls (QKᵀ and the
+            probabilities × V). Off by default: per-tensor int8 logits distort the softmax (on the demo model its
+            output fell to 4-6 dB SQNR), and these MatMuls are a few percent of the encoder's work.
+        reduce_range: ONNX Runtime CPU flavour only: 7-bit weights, which avoids the int16 saturation of the U8S8
+            kernels (``vpmaddubsw``) on x86 CPUs without VNNI. ``auto`` turns it on when this CPU lacks VNNI.
         num_bins: histogram bins of the entropy and percentile methods.
         percentile: the percentile kept by the percentile method.
         chunk: patches per calibrator pass (bounds the memory of the intermediate tensors).
@@ -97,6 +107,8 @@ class QuantizeConfig:
     op_types: tuple[str, ...] = DEFAULT_OP_TYPES
     exclude_op_types: tuple[str, ...] = ()
     exclude_nodes: tuple[str, ...] = ()
+    quantize_attention: bool = False
+    reduce_range: ReduceRange = "auto"
     num_bins: int = 2048
     percentile: float = 99.999
     chunk: int = 8
@@ -110,6 +122,8 @@ class QuantizeConfig:
             raise UsageError(f"percentile must be in (50, 100], got {self.percentile}")
         if self.chunk < 1:
             raise UsageError(f"chunk must be at least 1, got {self.chunk}")
+        if self.reduce_range not in ("auto", "on", "off"):
+            raise UsageError(f"reduce_range must be auto, on or off, got {self.reduce_range!r}")
         quantised = [t for t in self.op_types if t not in self.exclude_op_types]
         if not quantised:
             raise UsageError(
@@ -121,6 +135,16 @@ class QuantizeConfig:
     def quantized_op_types(self) -> list[str]:
         """``op_types`` less ``exclude_op_types``."""
         return [t for t in self.op_types if t not in self.exclude_op_types]
+
+    def reduce_range_for(self, flavour: Flavour) -> bool:
+        """Whether ``flavour``'s weights are quantised to 7 bits (only ever for ``ort-cpu``)."""
+        if flavour != "ort-cpu" or self.reduce_range == "off":
+            return False
+        if self.reduce_range == "on":
+            return True
+        from sgjnd.environment import cpu_info
+
+        return not cpu_info()["vnni"]
 
     def range_settings(self) -> dict[str, Any]:
         """The settings that determine the calibrated ranges (the cache key's ``settings``).
@@ -188,8 +212,10 @@ class QuantizeResult:
         path: the file written.
         flavour: tensorrt or ort-cpu.
         summary: what the graph holds.
-        excluded_nodes: node names left in float on request (those that exist in the graph).
+        excluded_nodes: node names left in float on request (those that exist in the graph, patterns expanded).
         excluded_op_types: op types left in float on request.
+        float_attention: the attention's activation × activation MatMuls left in float (``quantize_attention``).
+        reduce_range: whether the weights were quantised to 7 bits.
         notes: what else was done (pre-processing fallbacks, unknown node names ignored, ...).
     """
 
@@ -198,6 +224,8 @@ class QuantizeResult:
     summary: QdqSummary
     excluded_nodes: tuple[str, ...] = ()
     excluded_op_types: tuple[str, ...] = ()
+    float_attention: tuple[str, ...] = ()
+    reduce_range: bool = False
     notes: tuple[str, ...] = field(default=())
 
 
@@ -339,8 +367,9 @@ def _compute_ranges(calibrator: Any, config: QuantizeConfig) -> Any:
 # -- quantisation ------------------------------------------------------------------------------------------------
 
 
-def flavour_options(flavour: Flavour) -> dict[str, Any]:
-    """``quantize_static`` arguments of a flavour (types, per-channel, symmetry)."""
+def flavour_options(flavour: Flavour, *, reduce_range: bool = False) -> dict[str, Any]:
+    """``quantize_static`` arguments of a flavour (types, per-channel, symmetry; 7-bit weights for ort-cpu on
+    request)."""
     from onnxruntime.quantization import QuantFormat, QuantType
 
     if flavour == "tensorrt":
@@ -359,6 +388,7 @@ def flavour_options(flavour: Flavour) -> dict[str, Any]:
             "activation_type": QuantType.QUInt8,
             "weight_type": QuantType.QInt8,
             "per_channel": True,
+            "reduce_range": reduce_range,
             "extra_options": {"ActivationSymmetric": False, "WeightSymmetric": True,
                               "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}},
         }
@@ -390,15 +420,21 @@ def int8_from_onnx(
     import onnx
     from onnxruntime.quantization import quantize_static
 
-    names = {n.name for n in onnx.load(str(src), load_external_data=False).graph.node}
-    present = tuple(n for n in config.exclude_nodes if n in names)
-    unknown = [n for n in config.exclude_nodes if n not in names]
+    graph = onnx.load(str(src), load_external_data=False).graph
+    names = [n.name for n in graph.node]
+    present, unknown = match_node_names(names, config.exclude_nodes)
     notes: list[str] = []
     if unknown:
-        notes.append(f"exclude-nodes named {len(unknown)} node(s) not in the graph: {', '.join(unknown[:5])}")
-        log.warning("exclude-nodes: %s not found in %s (node names look like %s)", unknown, src.name,
+        notes.append(f"exclude-nodes matched no node for {len(unknown)} entr(y/ies): {', '.join(unknown[:5])}")
+        log.warning("exclude-nodes: %s match nothing in %s (node names look like %s)", unknown, src.name,
                     ", ".join(sorted(names)[:3]))
-    options = flavour_options(flavour)
+    attention = () if config.quantize_attention else activation_matmuls(graph)
+    if attention:
+        notes.append(f"{len(attention)} attention MatMul(s) (activation × activation) kept in float")
+    reduce_range = config.reduce_range_for(flavour)
+    if reduce_range:
+        notes.append("7-bit weights (reduce_range): no U8S8 saturation on CPUs without VNNI")
+    options = flavour_options(flavour, reduce_range=reduce_range)
     try:
         with _quiet():
             quantize_static(
@@ -406,7 +442,7 @@ def int8_from_onnx(
                 str(dst),
                 calibration_data_reader=None,
                 op_types_to_quantize=config.quantized_op_types,
-                nodes_to_exclude=list(present),
+                nodes_to_exclude=[*present, *(n for n in attention if n not in present)],
                 calibrate_method=_ort_method(config.method),
                 calibration_cache_path=str(ranges),
                 **options,
@@ -419,7 +455,31 @@ def int8_from_onnx(
     problems = check_flavour(summary, flavour)
     if problems:
         raise CalibrationError(f"the {flavour} QDQ graph breaks its rules: {'; '.join(problems)}")
-    return QuantizeResult(dst, flavour, summary, present, tuple(config.exclude_op_types), tuple(notes))
+    return QuantizeResult(dst, flavour, summary, present, tuple(config.exclude_op_types), attention, reduce_range,
+                          tuple(notes))
+
+
+def match_node_names(names: Sequence[str], entries: Sequence[str]) -> tuple[tuple[str, ...], list[str]]:
+    """Expand ``entries`` (exact node names or shell-style patterns) against ``names``.
+
+    Returns:
+        The matched names in graph order, and the entries that matched nothing.
+    """
+    patterns = [e for e in entries if _GLOB_CHARS & set(e)]
+    exact = set(entries) - set(patterns)
+    matched = tuple(n for n in names if n in exact or any(fnmatch.fnmatchcase(n, p) for p in patterns))
+    known = set(names)
+    unknown = [e for e in entries
+               if (e not in known if e in exact else not any(fnmatch.fnmatchcase(n, e) for n in names))]
+    return matched, unknown
+
+
+def activation_matmuls(graph: Any) -> tuple[str, ...]:
+    """Names of the MatMul nodes both of whose inputs are computed (the attention's QKᵀ and probabilities × V)."""
+    constants = {i.name for i in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    return tuple(n.name for n in graph.node
+                 if n.op_type == "MatMul" and len(n.input) == 2 and not constants & set(n.input))
 
 
 # -- reading a QDQ graph back ------------------------------------------------------------------------------------

@@ -82,8 +82,15 @@ def _graph_lines(details: dict[str, Any]) -> list[str]:
     if details.get("kept_fp32"):
         lines.append("kept in FP32")
     calib = details.get("calibration", {})
-    if calib.get("excluded_nodes"):
-        lines.append(f"excluded nodes: {', '.join(calib['excluded_nodes'])}")
+    excluded = calib.get("excluded_nodes") or []
+    if excluded:
+        shown = ", ".join(excluded[:6]) + (f", ... ({len(excluded) - 6} more)" if len(excluded) > 6 else "")
+        lines.append(f"kept in float on request ({', '.join(calib.get('exclude_nodes') or [])}): "
+                     f"{len(excluded)} node(s): {shown}")
+    if calib.get("float_attention_matmuls"):
+        lines.append(f"attention MatMuls kept in float: {len(calib['float_attention_matmuls'])}")
+    if calib.get("reduce_range"):
+        lines.append("weights quantised to 7 bits (reduce_range: no U8S8 saturation without VNNI)")
     if calib.get("excluded_op_types"):
         lines.append(f"excluded op types: {', '.join(calib['excluded_op_types'])}")
     qdq = details.get("qdq")

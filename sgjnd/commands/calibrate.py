@@ -49,7 +49,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     group = parser.add_argument_group("quantisation")
     group.add_argument("--method", choices=_METHODS, default="entropy", help="activation range calibration")
     group.add_argument("--exclude-nodes", action="append", metavar="NAMES",
-                       help="node names to keep in float, comma-separated (repeatable)")
+                       help="node names to keep in float, comma-separated (repeatable); shell-style patterns "
+                       "match many, e.g. '/backbone/_conv_stem/*,/backbone/_blocks.[0-5]/*'")
+    group.add_argument("--quantize-attention", action="store_true",
+                       help="also quantise the attention's activation x activation MatMuls (QK^T, PV); kept in "
+                       "float by default because int8 logits distort the softmax")
+    group.add_argument("--reduce-range", choices=("auto", "on", "off"), default="auto",
+                       help="ort-cpu: 7-bit weights, which avoids the U8S8 saturation of CPUs without VNNI; auto: "
+                       "on when this CPU lacks VNNI")
     group.add_argument("--exclude-op-types", action="append", metavar="TYPES",
                        help="op types to keep in float, comma-separated (repeatable), e.g. MatMul,Add")
     group.add_argument("--head", choices=("fp32", "int8"), default="fp32",
@@ -94,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         exclude_nodes=split_names(args.exclude_nodes),
         exclude_op_types=split_names(args.exclude_op_types),
+        quantize_attention=args.quantize_attention,
+        reduce_range=args.reduce_range,
     )
     config = CalibrateConfig(
         precision=args.precision,
