@@ -54,6 +54,7 @@ from sgjnd.calibration.reader import (
     split_holdout,
 )
 from sgjnd.calibration.report import CalibrationReport, accuracy_report
+from sgjnd.calibration.sensitivity import format_noise, noise_summary, tensor_noise
 from sgjnd.errors import CalibrationError, UsageError
 from sgjnd.fileio import sha256_bytes, sha256_file, write_atomic
 from sgjnd.runtime.modeldir import artifact_name, artifact_path, require_model_dir
@@ -70,6 +71,9 @@ TARGETS: tuple[Target, ...] = ("tensorrt", "ort-cpu", "all")
 
 AUTO_HOLDOUT_MIN_IMAGES = 5
 """With at least this many calibration images and no ``holdout`` given, a fifth of them is held out."""
+
+SENSITIVITY_PATCHES = 4
+"""Calibration patches of the sensitivity measurement (every intermediate tensor of two graphs is held for them)."""
 
 _GRAPHS: tuple[GraphName, GraphName] = ("encoder", "head")
 
@@ -89,6 +93,8 @@ class CalibrateConfig:
         report: compare the new graphs with FP32 on held-out images.
         report_patches: patches per image in the report (tensor level and JND prediction).
         report_search: the QF search strategy of the report's JND predictions.
+        sensitivity: also measure the quantisation noise of every quantised encoder tensor (ONNX Runtime's QDQ
+            debugging, on ``SENSITIVITY_PATCHES`` calibration patches) and report the noisiest.
         save_patches: also write the calibration set to this ``.npz`` file.
         use_cache: reuse cached calibration results whose key matches.
         threads: ONNX Runtime intra-op threads; None leaves the choice to ONNX Runtime.
@@ -104,6 +110,7 @@ class CalibrateConfig:
     report: bool = True
     report_patches: int = 4
     report_search: str = "coarse-to-fine"
+    sensitivity: bool = False
     save_patches: Path | None = None
     use_cache: bool = True
     threads: int | None = None
@@ -189,6 +196,11 @@ class CalibrationOutcome:
         if self.cache_hits:
             lines.append("cache reused: " + ", ".join(f"{k} {v[:12]}…" for k, v in self.cache_hits.items()))
         lines += [f"note: {n}" for n in self.notes]
+        if not self.report:  # with a report, each precision's block shows its graphs' noise
+            for g in self.graphs:
+                if g.details.get("sensitivity"):
+                    lines.append(f"{g.path.name}:")
+                    lines += [f"  {line}" for line in format_noise(g.details["sensitivity"])]
         for precision, report in self.report.items():
             lines.append("")
             lines.append(report.format())
@@ -409,6 +421,9 @@ def _int8(
         }
         if flavour == "ort-cpu":
             details["ort_cpu_kernels"] = integer_kernels(enc_tmp, threads=config.threads)
+        if config.sensitivity:
+            patches = data.normalized(spec, 0, min(SENSITIVITY_PATCHES, len(data)))
+            details["sensitivity"] = noise_summary(tensor_noise(prepared["encoder"], enc_tmp, [patches]))
         staged.append(_stage(precision, "encoder", enc_tmp, sources["encoder"], details))
 
         head_tmp = work / artifact_name("head", precision)

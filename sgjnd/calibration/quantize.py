@@ -36,6 +36,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from sgjnd.calibration.fp16 import attention_matmuls
 from sgjnd.errors import CalibrationError, UsageError
 from sgjnd.progress import Progress
 
@@ -420,15 +421,15 @@ def int8_from_onnx(
     import onnx
     from onnxruntime.quantization import quantize_static
 
-    graph = onnx.load(str(src), load_external_data=False).graph
-    names = [n.name for n in graph.node]
+    model = onnx.load(str(src), load_external_data=False)
+    names = [n.name for n in model.graph.node]
     present, unknown = match_node_names(names, config.exclude_nodes)
     notes: list[str] = []
     if unknown:
         notes.append(f"exclude-nodes matched no node for {len(unknown)} entr(y/ies): {', '.join(unknown[:5])}")
         log.warning("exclude-nodes: %s match nothing in %s (node names look like %s)", unknown, src.name,
                     ", ".join(sorted(names)[:3]))
-    attention = () if config.quantize_attention else activation_matmuls(graph)
+    attention = () if config.quantize_attention else tuple(attention_matmuls(model))
     if attention:
         notes.append(f"{len(attention)} attention MatMul(s) (activation × activation) kept in float")
     reduce_range = config.reduce_range_for(flavour)
@@ -472,14 +473,6 @@ def match_node_names(names: Sequence[str], entries: Sequence[str]) -> tuple[tupl
     unknown = [e for e in entries
                if (e not in known if e in exact else not any(fnmatch.fnmatchcase(n, e) for n in names))]
     return matched, unknown
-
-
-def activation_matmuls(graph: Any) -> tuple[str, ...]:
-    """Names of the MatMul nodes both of whose inputs are computed (the attention's QKᵀ and probabilities × V)."""
-    constants = {i.name for i in graph.initializer}
-    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    return tuple(n.name for n in graph.node
-                 if n.op_type == "MatMul" and len(n.input) == 2 and not constants & set(n.input))
 
 
 # -- reading a QDQ graph back ------------------------------------------------------------------------------------

@@ -98,6 +98,10 @@ def _graph_lines(details: dict[str, Any]) -> list[str]:
         lines.append(f"{qdq['quantize_nodes']} QuantizeLinear, activations {'/'.join(qdq['activation_dtypes'])}, "
                      f"weights {'/'.join(qdq['weight_dtypes'])} per channel {qdq['per_channel_weights']}, "
                      f"float compute nodes {len(qdq['float_compute_nodes'])}")
+    if details.get("sensitivity"):
+        from sgjnd.calibration.sensitivity import format_noise
+
+        lines += format_noise(details["sensitivity"])
     kernels = details.get("ort_cpu_kernels")
     if kernels:
         lines.append(f"ONNX Runtime CPU runs it with integer kernels {kernels['integer_ops'] or 'none'}; float "

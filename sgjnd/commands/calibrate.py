@@ -61,6 +61,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                        help="op types to keep in float, comma-separated (repeatable), e.g. MatMul,Add")
     group.add_argument("--head", choices=("fp32", "int8"), default="fp32",
                        help="keep the head of an INT8 pair in FP32 (it costs <1%% of the encoder) or quantise it")
+    group.add_argument("--sensitivity", action="store_true",
+                       help="also measure the quantisation noise (SQNR) of every quantised encoder tensor with ONNX "
+                       "Runtime's QDQ debugging and list the noisiest: candidates for --exclude-nodes")
     group.add_argument("--no-cache", action="store_true", help="recompute instead of reusing cached calibration")
     group = parser.add_argument_group("report")
     group.add_argument("--holdout", metavar="DIR_OR_N",
@@ -112,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         head=args.head,
         report=not args.no_report,
         report_patches=args.report_patches,
+        sensitivity=args.sensitivity,
         save_patches=args.save_patches,
         use_cache=not args.no_cache,
         threads=args.threads,

@@ -172,3 +172,20 @@ def test_fp16_keeps_layernorm_softmax_attention_in_fp32(model_dir: Path, photos:
     assert report.result.tensors["encoder"][0].cosine > 0.999, report.format()
     assert report.passed, report.format()
     assert read_sidecar(model_dir / "encoder.fp16.onnx").artifact.details["fp16"]["fp16_share"] > 0.5
+
+
+def test_sensitivity_lists_the_noisiest_quantised_tensors(model_dir: Path, calib_photos: Path, photos: list[Path],
+                                                          tmp_path: Path) -> None:
+    work = tmp_path / "model"
+    shutil.copytree(model_dir, work, ignore=shutil.ignore_patterns("*.int8*", "calibration.*"))
+    config = CalibrateConfig(precision="int8", target="ort-cpu", reader=READER, report=False, progress=False,
+                             quantize=QuantizeConfig(method="minmax"), sensitivity=True)
+    calibrate_model(work, images=calib_photos, holdout=photos[:1], config=config)
+    summary = read_sidecar(work / "encoder.int8-ort.onnx").artifact.details["sensitivity"]
+    worst = summary["worst_local"]
+    assert summary["tensors"] >= len(worst) > 0
+    local = [row["local_db"] for row in worst]
+    assert local == sorted(local)  # noisiest first
+    assert all(db is None or db < 80 for db in local)  # int8 noise is finite and real
+    names = {n for node in _load(work / "encoder.onnx").graph.node for n in node.output}
+    assert all(row["name"] in names or row["name"] == "patches" for row in worst)

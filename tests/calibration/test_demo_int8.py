@@ -12,11 +12,11 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 pytest.importorskip("torch")
 
-from sgjnd.calibration.pipeline import CalibrateConfig, CalibrationOutcome, calibrate_model  # noqa: E402
-from sgjnd.calibration.quantize import QuantizeConfig  # noqa: E402
-from sgjnd.calibration.reader import ReaderConfig  # noqa: E402
-from sgjnd.compare import TaskBound  # noqa: E402
-from sgjnd.spec import read_sidecar  # noqa: E402
+from sgjnd.calibration.pipeline import CalibrateConfig, CalibrationOutcome, calibrate_model
+from sgjnd.calibration.quantize import QuantizeConfig
+from sgjnd.calibration.reader import ReaderConfig
+from sgjnd.compare import TaskBound
+from sgjnd.spec import read_sidecar
 
 pytestmark = pytest.mark.slow
 

@@ -10,12 +10,8 @@ pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper  # noqa: E402
 
-from sgjnd.calibration.quantize import (  # noqa: E402
-    QuantizeConfig,
-    activation_matmuls,
-    flavour_options,
-    match_node_names,
-)
+from sgjnd.calibration.fp16 import attention_matmuls  # noqa: E402
+from sgjnd.calibration.quantize import QuantizeConfig, flavour_options, match_node_names  # noqa: E402
 from sgjnd.errors import UsageError  # noqa: E402
 
 NAMES = ["/backbone/_conv_stem/Conv", "/backbone/Clip", "/backbone/_blocks.1/_expand_conv/Conv",
@@ -48,7 +44,8 @@ def _attention_graph() -> onnx.GraphProto:
 
 
 def test_only_activation_by_activation_matmuls_are_attention() -> None:
-    assert activation_matmuls(_attention_graph()) == ("qk",)
+    """The rule that keeps the attention in float, for INT8 as for FP16: a Constant or initializer weight is not."""
+    assert attention_matmuls(helper.make_model(_attention_graph())) == ["qk"]
 
 
 @pytest.mark.parametrize(("setting", "vnni", "expected"), [
