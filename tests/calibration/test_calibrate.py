@@ -189,3 +189,24 @@ def test_sensitivity_lists_the_noisiest_quantised_tensors(model_dir: Path, calib
     assert all(db is None or db < 80 for db in local)  # int8 noise is finite and real
     names = {n for node in _load(work / "encoder.onnx").graph.node for n in node.output}
     assert all(row["name"] in names or row["name"] == "patches" for row in worst)
+
+
+@pytest.mark.parametrize(("reduce_range", "warned"), [("off", True), ("on", False)])
+def test_ort_warns_when_8bit_weights_meet_a_cpu_without_vnni(
+    model_dir: Path, calib_photos: Path, photos: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, reduce_range: str, warned: bool,
+) -> None:
+    import sgjnd.environment as environment
+    from sgjnd.runtime.backends.registry import open_model
+
+    work = tmp_path / "model"
+    shutil.copytree(model_dir, work, ignore=shutil.ignore_patterns("*.int8*", "calibration.*"))
+    config = CalibrateConfig(precision="int8", target="ort-cpu", reader=READER, report=False, progress=False,
+                             quantize=QuantizeConfig(method="minmax", reduce_range=reduce_range))  # type: ignore[arg-type]
+    calibrate_model(work, images=calib_photos, holdout=photos[:1], config=config)
+    calibration = read_sidecar(work / "encoder.int8-ort.onnx").artifact.details["calibration"]
+    assert calibration["reduce_range"] is (reduce_range == "on")
+    monkeypatch.setattr(environment, "cpu_info", lambda: {"machine": "x86_64", "vnni": False, "model": "test CPU"})
+    with caplog.at_level("WARNING", logger="sgjnd"), open_model("onnxruntime", work, precision="int8-ort"):
+        pass
+    assert ("may saturate" in caplog.text) is warned

@@ -254,6 +254,8 @@ class OrtBackend(Backend):
         self._sidecar = sidecar
         self._active_providers = list(session.get_providers())
         log.debug("loaded %s on %s", self.artifact, self._active_providers)
+        if self._active_providers[:1] == ["CPUExecutionProvider"]:
+            _warn_if_u8s8_saturates(self.artifact, sidecar)
 
     def _unload(self) -> None:
         self._session = None
@@ -313,6 +315,21 @@ def _precision_of(artifact: Path) -> str:
     """Precision encoded in a model-directory file name (``encoder.onnx`` -> fp32, ``head.fp16.onnx`` -> fp16)."""
     parts = artifact.name.split(".")
     return parts[1] if len(parts) == 3 and parts[1] in PRECISIONS else "fp32"
+
+
+def _warn_if_u8s8_saturates(artifact: Path, sidecar: Sidecar) -> None:
+    """Warn when a U8S8 graph with 8-bit weights runs on an x86 CPU without VNNI, where ONNX Runtime's int8 kernels
+    sum u8×s8 pairs in int16 and can saturate (``sgjnd calibrate --reduce-range on`` makes a graph without it)."""
+    calibration = sidecar.artifact.details.get("calibration") or {}
+    if calibration.get("flavour") != "ort-cpu" or calibration.get("reduce_range", True):
+        return
+    from sgjnd.environment import cpu_info
+
+    cpu = cpu_info()
+    if cpu["machine"] in ("x86_64", "AMD64") and not cpu["vnni"]:
+        log.warning("%s has 8-bit weights (calibrated with --reduce-range off or on a CPU with VNNI); this CPU (%s) "
+                    "has no VNNI, so ONNX Runtime's U8S8 kernels may saturate and lose accuracy: recalibrate with "
+                    "`sgjnd calibrate ... --reduce-range on` for such CPUs", artifact.name, cpu["model"])
 
 
 def _max_batch_of(sidecar: Sidecar) -> int | None:
