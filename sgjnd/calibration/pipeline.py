@@ -316,7 +316,13 @@ def _resolve_images(
         return calib, held, notes
     if holdout is not None:
         held = list_images(Path(holdout)) if isinstance(holdout, str | Path) else [Path(p) for p in holdout]
-        return _without(files, held, notes), held, notes
+        calib = _without(files, held, notes)
+        if files and not calib and config.precision == "int8":
+            raise CalibrationError(
+                f"all {len(files)} images of {folder} are also held-out images, and a held-out image is never "
+                "calibrated on: pass other photos to --images, or another --holdout"
+            )
+        return calib, held, notes
     if config.precision == "fp16" and files:
         return [], files, notes  # nothing is calibrated, so every image is held out
     if len(files) >= AUTO_HOLDOUT_MIN_IMAGES:

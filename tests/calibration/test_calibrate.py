@@ -154,6 +154,17 @@ def test_int8_needs_images(model_dir: Path) -> None:
         calibrate_model(model_dir, images=None, holdout=[], config=CalibrateConfig(report=False, progress=False))
 
 
+def test_int8_refuses_to_calibrate_on_its_held_out_images(model_dir: Path, photos: list[Path],
+                                                         tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in photos[:2]:
+        shutil.copy(photo, folder / photo.name)
+    with pytest.raises(CalibrationError, match=r"all 2 images of .* are also held-out images"):
+        calibrate_model(model_dir, images=folder, holdout=photos[:2],
+                        config=CalibrateConfig(report=False, progress=False))
+
+
 def test_fp16_keeps_layernorm_softmax_attention_in_fp32(model_dir: Path, photos: list[Path]) -> None:
     from sgjnd.calibration.fp16 import attention_matmuls, node_output_dtypes
 
