@@ -1,0 +1,43 @@
+"""The PyTorch reference on CUDA computes in strict FP32 (no TF32) and matches the CPU; the TF32 switch is scoped to
+the call. The CUDA comparison runs on a GPU machine; the flag handling runs anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sgjnd.runtime.backends.torch_backend import _strict_fp32  # noqa: E402
+
+DEMO = Path(__file__).resolve().parents[2] / "models" / "demo" / "sgjnd_effl0_proxy.pt"
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_tf32_is_off_inside_the_call_and_restored_after(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    monkeypatch.setattr(cudnn, "allow_tf32", True)
+    monkeypatch.setattr(matmul, "allow_tf32", True)
+    with _strict_fp32(torch.device(device)):
+        inside = (cudnn.allow_tf32, matmul.allow_tf32)
+    assert inside == ((False, False) if device == "cuda" else (True, True))
+    assert (cudnn.allow_tf32, matmul.allow_tf32) == (True, True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: runs on a machine with an NVIDIA GPU")
+def test_cuda_reference_matches_cpu_within_fp32_tolerance(photos: list[Path]) -> None:
+    from sgjnd.calibration.reader import ReaderConfig, read_calibration_set
+    from sgjnd.compare import compare_outputs, tolerances_for
+    from sgjnd.runtime.backends.registry import open_model
+
+    torch.backends.cudnn.allow_tf32 = True  # torch's default: the backend must turn it off itself
+    with open_model("torch", DEMO) as cpu, open_model("torch", DEMO, device="cuda") as gpu:
+        patches = read_calibration_set(photos, cpu.model, ReaderConfig(num_patches=32), progress=False)
+        x = patches.normalized(cpu.model)
+        ref = cpu.encoder.infer({"patches": x})
+        got = gpu.encoder.infer({"patches": x})
+    results = compare_outputs(ref, got, tolerances_for("fp32"))
+    assert all(r.passed for r in results), [r.line() for r in results]
+    assert np.allclose(ref["features"], got["features"], atol=1e-4)
