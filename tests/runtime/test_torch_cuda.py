@@ -16,14 +16,17 @@ DEMO = Path(__file__).resolve().parents[2] / "models" / "demo" / "sgjnd_effl0_pr
 
 
 @pytest.mark.parametrize("device", ["cuda", "cpu"])
-def test_tf32_is_off_inside_the_call_and_restored_after(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tf32_is_off_inside_the_call_and_restored_after(device: str) -> None:
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    monkeypatch.setattr(cudnn, "allow_tf32", True)
-    monkeypatch.setattr(matmul, "allow_tf32", True)
-    with _strict_fp32(torch.device(device)):
-        inside = (cudnn.allow_tf32, matmul.allow_tf32)
-    assert inside == ((False, False) if device == "cuda" else (True, True))
-    assert (cudnn.allow_tf32, matmul.allow_tf32) == (True, True)
+    saved = (cudnn.allow_tf32, matmul.allow_tf32)  # torch's flags are properties: monkeypatch cannot restore them
+    try:
+        cudnn.allow_tf32 = matmul.allow_tf32 = True
+        with _strict_fp32(torch.device(device)):
+            inside = (cudnn.allow_tf32, matmul.allow_tf32)
+        assert inside == ((False, False) if device == "cuda" else (True, True))
+        assert (cudnn.allow_tf32, matmul.allow_tf32) == (True, True)
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: runs on a machine with an NVIDIA GPU")
@@ -32,7 +35,7 @@ def test_cuda_reference_matches_cpu_within_fp32_tolerance(photos: list[Path]) ->
     from sgjnd.compare import compare_outputs, tolerances_for
     from sgjnd.runtime.backends.registry import open_model
 
-    torch.backends.cudnn.allow_tf32 = True  # torch's default: the backend must turn it off itself
+    assert torch.backends.cudnn.allow_tf32  # torch's default: the backend must turn TF32 off itself
     with open_model("torch", DEMO) as cpu, open_model("torch", DEMO, device="cuda") as gpu:
         patches = read_calibration_set(photos, cpu.model, ReaderConfig(num_patches=32), progress=False)
         x = patches.normalized(cpu.model)
