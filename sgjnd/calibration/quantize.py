@@ -217,6 +217,9 @@ class QuantizeResult:
         excluded_op_types: op types left in float on request.
         float_attention: the attention's activation × activation MatMuls left in float (``quantize_attention``).
         reduce_range: whether the weights were quantised to 7 bits.
+        float_compute: compute nodes (Conv, Gemm, MatMul) left in float on purpose: the excluded ones, the
+            attention and those of excluded op types; any other float compute node in the optimised graph is one
+            ONNX Runtime failed to fuse into an integer kernel.
         notes: what else was done (pre-processing fallbacks, unknown node names ignored, ...).
     """
 
@@ -227,6 +230,7 @@ class QuantizeResult:
     excluded_op_types: tuple[str, ...] = ()
     float_attention: tuple[str, ...] = ()
     reduce_range: bool = False
+    float_compute: int = 0
     notes: tuple[str, ...] = field(default=())
 
 
@@ -456,8 +460,11 @@ def int8_from_onnx(
     problems = check_flavour(summary, flavour)
     if problems:
         raise CalibrationError(f"the {flavour} QDQ graph breaks its rules: {'; '.join(problems)}")
+    kept = set(present) | set(attention)
+    float_compute = sum(1 for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")
+                        and (n.name in kept or n.op_type not in config.quantized_op_types))
     return QuantizeResult(dst, flavour, summary, present, tuple(config.exclude_op_types), attention, reduce_range,
-                          tuple(notes))
+                          float_compute, tuple(notes))
 
 
 def match_node_names(names: Sequence[str], entries: Sequence[str]) -> tuple[tuple[str, ...], list[str]]:

@@ -221,3 +221,28 @@ def test_ort_warns_when_8bit_weights_meet_a_cpu_without_vnni(
     with caplog.at_level("WARNING", logger="sgjnd"), open_model("onnxruntime", work, precision="int8-ort"):
         pass
     assert ("may saturate" in caplog.text) is warned
+
+
+def test_unfused_float_compute_is_reported(model_dir: Path, calib_photos: Path, photos: list[Path], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quantised Conv that ONNX Runtime leaves in float (no QLinearConv fusion) is named as lost speed."""
+    import sgjnd.calibration.pipeline as pipeline
+
+    work = tmp_path / "model"
+    shutil.copytree(model_dir, work, ignore=shutil.ignore_patterns("*.int8*", "calibration.*"))
+    config = CalibrateConfig(precision="int8", target="ort-cpu", reader=READER, report=False, progress=False,
+                             quantize=QuantizeConfig(method="minmax"))
+    clean = calibrate_model(work, images=calib_photos, holdout=photos[:1], config=config)
+    assert not any("still run in float" in n for n in clean.notes)
+    real = pipeline.integer_kernels
+
+    def with_two_unfused(path: Path, *, threads: int | None = None) -> dict:
+        kernels = real(path, threads=threads)
+        kernels["float_compute_ops"] = {**kernels["float_compute_ops"], "Conv": 2}
+        return kernels
+
+    monkeypatch.setattr(pipeline, "integer_kernels", with_two_unfused)
+    out = calibrate_model(work, images=calib_photos, holdout=photos[:1], config=config)
+    assert any(n.startswith("2 compute node(s)") and "onnxslim" in n for n in out.notes), out.notes
+    details = read_sidecar(work / "encoder.int8-ort.onnx").artifact.details
+    assert details["ort_cpu_kernels"]["unfused_float_compute"] == 2
