@@ -420,6 +420,7 @@ def _int8(
         details: dict[str, Any] = {
             "calibration": {**calibration, "flavour": flavour, "exclude_nodes": list(q.exclude_nodes),
                             "excluded_nodes": list(result.excluded_nodes),
+                            "excluded_op_types": list(result.excluded_op_types),
                             "float_attention_matmuls": list(result.float_attention),
                             "reduce_range": result.reduce_range,
                             "notes": [*prep_notes["encoder"], *result.notes]},

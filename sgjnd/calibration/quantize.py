@@ -61,6 +61,11 @@ branch, else "the Add will have to perform in FP16/FP32"), and MaxPool (keeps th
 LayerNormalization, Softmax, GELU (Erf), the attention's Mul/Div scaling and the pooling stay in float: quantising
 them costs accuracy and buys nothing."""
 
+ORT_CPU_FLOAT_OP_TYPES: tuple[str, ...] = ("Add",)
+"""Op types the ``ort-cpu`` flavour leaves in float: on a Xeon with VNNI, ResNet-50's quantised residual Adds
+(QLinearAdd) cost more than they saved: INT8 went from 1.72x to 1.96x ORT FP32 at 2 threads and from 1.24x to 1.62x
+at 8 with them in float (no change on AVX2; benchmarks/results/2026-11-26-h200-host-vnni). TensorRT keeps them."""
+
 INTEGER_OPS: tuple[str, ...] = (
     "QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "MatMulIntegerToFloat", "QGemm",
     "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul", "QLinearAveragePool", "QLinearGlobalAveragePool",
@@ -214,7 +219,7 @@ class QuantizeResult:
         flavour: tensorrt or ort-cpu.
         summary: what the graph holds.
         excluded_nodes: node names left in float on request (those that exist in the graph, patterns expanded).
-        excluded_op_types: op types left in float on request.
+        excluded_op_types: op types left in float: on request, and the flavour's (``ORT_CPU_FLOAT_OP_TYPES``).
         float_attention: the attention's activation × activation MatMuls left in float (``quantize_attention``).
         reduce_range: whether the weights were quantised to 7 bits.
         float_compute: compute nodes (Conv, Gemm, MatMul) left in float on purpose: the excluded ones, the
@@ -436,6 +441,14 @@ def int8_from_onnx(
     attention = () if config.quantize_attention else tuple(attention_matmuls(model))
     if attention:
         notes.append(f"{len(attention)} attention MatMul(s) (activation × activation) kept in float")
+    op_types = config.quantized_op_types
+    float_op_types = list(config.exclude_op_types)
+    if flavour == "ort-cpu":
+        flavour_float = [t for t in ORT_CPU_FLOAT_OP_TYPES if t in op_types]
+        op_types = [t for t in op_types if t not in flavour_float]
+        float_op_types += [t for t in flavour_float if t not in float_op_types]
+        if flavour_float:
+            notes.append(f"{', '.join(flavour_float)} kept in float: faster on ONNX Runtime's CPU provider")
     reduce_range = config.reduce_range_for(flavour)
     if reduce_range:
         notes.append("7-bit weights (reduce_range): no U8S8 saturation on CPUs without VNNI")
@@ -446,7 +459,7 @@ def int8_from_onnx(
                 str(src),
                 str(dst),
                 calibration_data_reader=None,
-                op_types_to_quantize=config.quantized_op_types,
+                op_types_to_quantize=op_types,
                 nodes_to_exclude=[*present, *(n for n in attention if n not in present)],
                 calibrate_method=_ort_method(config.method),
                 calibration_cache_path=str(ranges),
@@ -462,8 +475,8 @@ def int8_from_onnx(
         raise CalibrationError(f"the {flavour} QDQ graph breaks its rules: {'; '.join(problems)}")
     kept = set(present) | set(attention)
     float_compute = sum(1 for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")
-                        and (n.name in kept or n.op_type not in config.quantized_op_types))
-    return QuantizeResult(dst, flavour, summary, present, tuple(config.exclude_op_types), attention, reduce_range,
+                        and (n.name in kept or n.op_type not in op_types))
+    return QuantizeResult(dst, flavour, summary, present, tuple(float_op_types), attention, reduce_range,
                           float_compute, tuple(notes))
 
 
