@@ -7,13 +7,14 @@ Example, FP32 against both INT8 flavours of one model directory on 16 intra-op t
     python benchmarks/device/speed.py 16 16 m/encoder.onnx m/encoder.int8-ort.onnx m/encoder.int8.onnx
 
 Every graph gets one CPUExecutionProvider session with THREADS intra-op threads and the same random input
-(dynamic dimensions set to BATCH); after one warm-up call each, ROUNDS rounds run every graph once in turn, with a
-short untimed pause before each call so the previous session's spinning worker threads go idle. Prints the median
-ms/patch of each graph and its speed-up over the first one.
+(dynamic dimensions set to BATCH); after one warm-up call each, ROUNDS (environment, default 8) rounds run every
+graph once in turn, with a short untimed pause before each call so the previous session's spinning worker threads
+go idle. Prints the median ms/patch of each graph and its speed-up over the first one.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-ROUNDS = 8
+ROUNDS = int(os.environ.get("ROUNDS", "8"))
 USAGE = "usage: python benchmarks/device/speed.py THREADS BATCH ENCODER.onnx [ENCODER.onnx ...]"
 
 
