@@ -101,7 +101,7 @@ class QuantizeConfig:
             (``/backbone/_blocks.[0-5]/*``).
         quantize_attention: also quantise the attention's activation × activation MatMuls (QKᵀ and the
             probabilities × V). Off by default: per-tensor int8 logits distort the softmax (on the demo model its
-            output fell to 4-6 dB SQNR), and these MatMuls are a few percent of the encoder's work.
+            output fell to 1.5-6 dB SQNR), and these MatMuls are a few percent of the encoder's work.
         reduce_range: ONNX Runtime CPU flavour only: 7-bit weights, which avoids the int16 saturation of the U8S8
             kernels (``vpmaddubsw``) on x86 CPUs without VNNI. ``auto`` turns it on when this CPU lacks VNNI.
         num_bins: histogram bins of the entropy and percentile methods.
