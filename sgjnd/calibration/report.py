@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sgjnd.calibration.sensitivity import format_noise
 from sgjnd.compare import ComparisonReport, Target, TargetComparison, format_comparisons, run_comparison
 
 REPORT_QFS: tuple[int, ...] = (10, 30, 50, 70, 90)
@@ -99,8 +100,6 @@ def _graph_lines(details: dict[str, Any]) -> list[str]:
                      f"weights {'/'.join(qdq['weight_dtypes'])} per channel {qdq['per_channel_weights']}, "
                      f"float compute nodes {len(qdq['float_compute_nodes'])}")
     if details.get("sensitivity"):
-        from sgjnd.calibration.sensitivity import format_noise
-
         lines += format_noise(details["sensitivity"])
     kernels = details.get("ort_cpu_kernels")
     if kernels:
