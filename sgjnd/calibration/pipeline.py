@@ -325,6 +325,8 @@ def _resolve_images(
         return calib, held, notes
     if config.precision == "fp16" and files:
         return [], files, notes  # nothing is calibrated, so every image is held out
+    if not config.report:
+        return files, [], notes  # no report: every image calibrates
     if len(files) >= AUTO_HOLDOUT_MIN_IMAGES:
         n = max(1, len(files) // 5)
         calib, held = split_holdout(files, n, seed=config.reader.seed)

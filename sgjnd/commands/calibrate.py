@@ -68,7 +68,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     group = parser.add_argument_group("report")
     group.add_argument("--holdout", metavar="DIR_OR_N",
                        help="held-out images for the report: a folder, or a number N of --images to withhold "
-                       "(default: a fifth of --images if it has 5 or more, else the bundled sample photos)")
+                       "(default: a fifth of --images if it has 5 or more, else the bundled sample photos; none with "
+                       "--no-report)")
     group.add_argument("--report-patches", type=int, default=4, help="patches per image in the report")
     group.add_argument("--no-report", action="store_true", help="skip the accuracy report")
     group.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")

@@ -246,3 +246,13 @@ def test_unfused_float_compute_is_reported(model_dir: Path, calib_photos: Path, 
     assert any(n.startswith("2 compute node(s)") and "onnxslim" in n for n in out.notes), out.notes
     details = read_sidecar(work / "encoder.int8-ort.onnx").artifact.details
     assert details["ort_cpu_kernels"]["unfused_float_compute"] == 2
+
+
+def test_without_a_report_every_image_calibrates(model_dir: Path, calib_photos: Path, tmp_path: Path) -> None:
+    work = tmp_path / "model"
+    shutil.copytree(model_dir, work, ignore=shutil.ignore_patterns("*.int8*", "calibration.*"))
+    config = CalibrateConfig(precision="int8", target="ort-cpu", reader=READER, report=False, progress=False,
+                             quantize=QuantizeConfig(method="minmax"))
+    out = calibrate_model(work, images=calib_photos, config=config)
+    assert len(list(calib_photos.iterdir())) >= 5  # enough that a report would hold a fifth out
+    assert out.holdout == [] and not any("held out" in n for n in out.notes)
