@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from sgjnd.errors import UsageError
 
 _CHUNK = 1 << 20
 
@@ -59,3 +63,18 @@ def atomic_output(path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     return Path(tmp)
+
+
+def read_json(path: Path, *, missing: str, kind: str = "JSON file") -> Any:
+    """The JSON document at ``path``.
+
+    Raises:
+        UsageError: ``missing`` when there is no file; "``path`` is not a readable ``kind``" when it cannot be read or
+            parsed.
+    """
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise UsageError(missing) from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path} is not a readable {kind} ({exc})") from exc

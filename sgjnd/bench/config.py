@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sgjnd.errors import UsageError
+from sgjnd.fileio import read_json
 from sgjnd.runtime.search import STRATEGIES
 
 Device = Literal["cpu", "gpu"]
@@ -238,12 +239,8 @@ def load_config(path: Path) -> BenchConfig:
         UsageError: the file is missing, not JSON, or not a valid config.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise UsageError(f"no benchmark config at {path}: give a JSON file or --profile quick|full") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path} is not a readable JSON config ({exc})") from exc
+    data = read_json(path, missing=f"no benchmark config at {path}: give a JSON file or --profile quick|full",
+                     kind="JSON config")
     try:
         return config_from_dict(data)
     except UsageError as exc:

@@ -8,13 +8,13 @@ row's suite are None.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from sgjnd.errors import UsageError
+from sgjnd.fileio import read_json
 
 RUN_FORMAT = 1
 """Version of the JSON layout of a run."""
@@ -217,12 +217,7 @@ def read_run(path: Path) -> BenchRun:
         UsageError: the file is missing, not JSON, or not a bench result.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise UsageError(f"no bench result at {path}: give the bench.json of an earlier `sgjnd bench` run") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path} is not a readable JSON file ({exc})") from exc
+    data = read_json(path, missing=f"no bench result at {path}: give the bench.json of an earlier `sgjnd bench` run")
     try:
         return BenchRun.from_dict(data)
     except (UsageError, TypeError, ValueError) as exc:
