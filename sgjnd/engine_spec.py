@@ -16,13 +16,87 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sgjnd.errors import SpecError, UsageError
 from sgjnd.spec import BATCH, TensorSpec
 
 BUILD_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 """Precisions ``sgjnd build`` makes engines for."""
+
+
+@dataclass(frozen=True)
+class TrtProduct:
+    """One of NVIDIA's TensorRT products that build and run our engines (same ONNX parser, QDQ rules and I/O API).
+
+    Attributes:
+        name: what ``--runtime`` and the sidecar call it.
+        title: what messages call it (``TensorRT``).
+        module: the Python module it installs.
+        extra: the ``sgjnd`` pip extra that installs it.
+        install: the pip line quoted in errors.
+        builds_without_gpu: its builder compiles ahead of time with no GPU (the engine still needs one to run).
+        engine_ext: the engine file extension in a model directory (``encoder.fp16.<ext>``).
+        unsupported: ``sgjnd build`` options it does not have, each with the reason (refused, never recorded).
+    """
+
+    name: str
+    title: str
+    module: str
+    extra: str
+    install: str
+    builds_without_gpu: bool
+    engine_ext: Literal["engine", "rtx.engine"] = "engine"
+    unsupported: Mapping[str, str] = field(default_factory=dict)
+
+
+TENSORRT = TrtProduct(
+    name="tensorrt",
+    title="TensorRT",
+    module="tensorrt",
+    extra="trt",
+    install="pip install 'sgjnd[trt]' (or: pip install tensorrt cuda-python)",
+    builds_without_gpu=False,
+)
+TENSORRT_RTX = TrtProduct(
+    name="tensorrt-rtx",
+    title="TensorRT-RTX",
+    module="tensorrt_rtx",
+    extra="trt-rtx",
+    install="pip install 'sgjnd[trt-rtx]' (or: pip install tensorrt-rtx-cu13==1.7.1.116)",
+    builds_without_gpu=True,
+    engine_ext="rtx.engine",
+    unsupported={
+        "--timing-cache": "TensorRT-RTX has no timing cache (it compiles kernels just in time and keeps them in its "
+        "runtime cache instead)",
+        "--version-compatible": "TensorRT-RTX has no version-compatible engines",
+        "--hardware-compatibility": "TensorRT-RTX engines are portable by construction: name the targets with "
+        "--compute-capability",
+        "--legacy-precision-flags": "TensorRT-RTX is strongly typed only (no FP16/INT8 builder flags, no calibrator)",
+    },
+)
+PRODUCTS: dict[str, TrtProduct] = {p.name: p for p in (TENSORRT, TENSORRT_RTX)}
+"""``--runtime`` name -> product."""
+
+RTX_COMPUTE_CAPABILITIES: tuple[str, ...] = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")
+"""Compute capabilities TensorRT-RTX 1.7 builds for (its ``ComputeCapability`` enum; no 9.0 or 10.x: Hopper and
+datacenter Blackwell are full TensorRT's)."""
+
+RTX_DEFAULT_COMPUTE_CAPABILITIES: tuple[str, ...] = ("8.0", "8.6", "8.9", "12.0", "12.1")
+"""What a TensorRT-RTX engine targets when none are named: its own default, Ampere and later ("CPU-Only AOT and
+TensorRT-RTX Engines" in NVIDIA's docs). Turing (7.5) must be asked for alone: its FP32 GEMMs are not supported, so
+an FP32 graph with MatMuls fails to build for it, and a portable engine that includes it runs slower elsewhere."""
+
+
+def trt_product(name: str) -> TrtProduct:
+    """The product called ``name``.
+
+    Raises:
+        UsageError: the name is not one of :data:`PRODUCTS`.
+    """
+    if name not in PRODUCTS:
+        raise UsageError(f"--runtime must be one of {', '.join(PRODUCTS)}, got {name!r}")
+    return PRODUCTS[name]
 
 HARDWARE_COMPATIBILITY: tuple[str, ...] = ("ampere+", "same-cc")
 """Values of ``--hardware-compatibility``: TensorRT's AMPERE_PLUS and SAME_COMPUTE_CAPABILITY levels."""
@@ -151,6 +225,9 @@ class BuildConfig:
         legacy_precision_flags: LEGACY, TensorRT 10 only: build from the FP32 graphs as a weakly typed network with
             BuilderFlag.FP16/INT8 (and an entropy calibrator for int8) instead of from precision-prepared graphs.
         tf32: allow TF32 math in FP32 layers (faster on Ampere and later, about 1e-3 relative error).
+        runtime: the product that builds and runs the engine: ``tensorrt`` or ``tensorrt-rtx``.
+        compute_capabilities: TensorRT-RTX only: the compute capabilities (``8.6``) the engine is built for;
+            empty: :data:`RTX_DEFAULT_COMPUTE_CAPABILITIES` (Ampere and later).
     """
 
     precision: str = "fp32"
@@ -162,6 +239,13 @@ class BuildConfig:
     hardware_compatibility: str | None = None
     legacy_precision_flags: bool = False
     tf32: bool = False
+    runtime: str = "tensorrt"
+    compute_capabilities: tuple[str, ...] = ()
+
+    @property
+    def product(self) -> TrtProduct:
+        """The product named by ``runtime`` (UsageError when it is unknown)."""
+        return trt_product(self.runtime)
 
     def validate(self) -> BuildConfig:
         """Return self if every option can work; call before any work.
@@ -191,6 +275,29 @@ class BuildConfig:
             )
         if self.timing_cache is not None and Path(self.timing_cache).is_dir():
             raise UsageError(f"--timing-cache must be a file path, got the directory {self.timing_cache}")
+        product = self.product
+        given = {
+            "--timing-cache": self.timing_cache is not None,
+            "--version-compatible": self.version_compatible,
+            "--hardware-compatibility": self.hardware_compatibility is not None,
+            "--legacy-precision-flags": self.legacy_precision_flags,
+        }
+        for option, reason in product.unsupported.items():
+            if given.get(option):
+                raise UsageError(f"{option} does not apply to --runtime {product.name}: {reason}")
+        if self.compute_capabilities and product is not TENSORRT_RTX:
+            raise UsageError(
+                "--compute-capability only applies to --runtime tensorrt-rtx; TensorRT builds for the GPU it runs on "
+                "(see --hardware-compatibility)"
+            )
+        unknown = [cc for cc in self.compute_capabilities if cc not in RTX_COMPUTE_CAPABILITIES]
+        if unknown:
+            raise UsageError(
+                f"--compute-capability {','.join(unknown)} is not a TensorRT-RTX target: expected some of "
+                f"{','.join(RTX_COMPUTE_CAPABILITIES)} (9.0 GPUs such as the H100 need full TensorRT)"
+            )
+        if len(set(self.compute_capabilities)) != len(self.compute_capabilities):
+            raise UsageError(f"--compute-capability lists a value twice: {','.join(self.compute_capabilities)}")
         return self
 
     @property
@@ -210,6 +317,8 @@ class BuildConfig:
             "hardware_compatibility": self.hardware_compatibility,
             "legacy_precision_flags": self.legacy_precision_flags,
             "tf32": self.tf32,
+            "runtime": self.runtime,
+            "compute_capabilities": list(self.compute_capabilities),
         }
 
     @classmethod
@@ -233,16 +342,20 @@ class BuildConfig:
                 hardware_compatibility=str(hw) if hw else None,
                 legacy_precision_flags=bool(record.get("legacy_precision_flags", False)),
                 tf32=bool(record.get("tf32", False)),
+                runtime=str(record.get("runtime", default.runtime)),
+                compute_capabilities=tuple(str(cc) for cc in record.get("compute_capabilities", ())),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise SpecError(f"build_options in the engine sidecar are malformed ({exc}): got {record!r}") from exc
 
     def command(self, model_dir: Path | str) -> str:
         """The ``sgjnd build`` command line that reproduces this build for ``model_dir`` (shell-quoted)."""
-        args = [
-            "sgjnd",
-            "build",
-            str(model_dir),
+        args = ["sgjnd", "build", str(model_dir)]
+        if self.runtime != TENSORRT.name:
+            args += ["--runtime", self.runtime]
+        if self.compute_capabilities:
+            args += ["--compute-capability", ",".join(self.compute_capabilities)]
+        args += [
             "--precision",
             self.precision,
             "--batch",
@@ -275,9 +388,10 @@ class EngineRecord:
     """The engine-specific facts in an engine sidecar's ``artifact.details``.
 
     Attributes:
-        tensorrt_version: the TensorRT version that built the engine (``10.13.0.35``).
-        gpu_name: the name of the GPU that built it.
-        compute_capability: its compute capability, ``major.minor``.
+        tensorrt_version: the version of the product that built the engine (``10.13.0.35``; TensorRT-RTX
+            ``1.7.1.116``); the product is ``build.runtime``.
+        gpu_name: the name of the GPU that built it (empty for a TensorRT-RTX build without a GPU).
+        compute_capability: its compute capability, ``major.minor`` (empty without a GPU).
         build: the build options; ``build.batch`` is the engine's profile.
         network: ``strongly-typed`` or ``legacy-weakly-typed``.
         onnx_file: the ONNX file the engine was built from.
@@ -287,6 +401,7 @@ class EngineRecord:
         build_seconds: wall time of the build.
         versions: library versions on the building machine (CUDA runtime and driver, cuda-python, ...).
         notes: facts a reader of the sidecar should know (what a legacy build did to the head, ...).
+        target_compute_capabilities: TensorRT-RTX: the compute capabilities the engine was built for.
     """
 
     tensorrt_version: str
@@ -301,16 +416,24 @@ class EngineRecord:
     build_seconds: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    target_compute_capabilities: tuple[str, ...] = ()
 
     @property
     def profile(self) -> BatchProfile:
         """The engine's batch profile."""
         return self.build.batch
 
+    @property
+    def product(self) -> str:
+        """``tensorrt`` or ``tensorrt-rtx``: the product that built the engine and must run it."""
+        return self.build.runtime
+
     def to_details(self) -> dict[str, Any]:
         """The record as the JSON ``details`` of an engine sidecar."""
         return {
+            "product": self.product,
             "tensorrt_version": self.tensorrt_version,
+            "target_compute_capabilities": list(self.target_compute_capabilities),
             "gpu_name": self.gpu_name,
             "compute_capability": self.compute_capability,
             "network": self.network,
@@ -337,6 +460,8 @@ class EngineRecord:
         if missing:
             raise SpecError(f"{source} lacks {', '.join(missing)}: it was not written by `sgjnd build`")
         build = BuildConfig.from_record(details["build_options"])
+        if str(details.get("product", build.runtime)) != build.runtime:
+            raise SpecError(f"{source}: product {details['product']!r} disagrees with build_options.runtime")
         if "profile" in details and BatchProfile.from_dict(details["profile"]) != build.batch:
             raise SpecError(f"{source}: profile {details['profile']} disagrees with build_options.batch")
         calibration = details.get("calibration_sha256")
@@ -353,6 +478,7 @@ class EngineRecord:
             build_seconds=float(details.get("build_seconds", 0.0)),
             versions={str(k): str(v) for k, v in dict(details.get("versions", {})).items()},
             notes=tuple(str(n) for n in details.get("notes", ())),
+            target_compute_capabilities=tuple(str(c) for c in details.get("target_compute_capabilities", ())),
         )
 
 
@@ -362,14 +488,16 @@ class Platform:
     """The running machine, as far as engine compatibility goes.
 
     Attributes:
-        tensorrt_version: ``tensorrt.__version__``.
+        tensorrt_version: the running product's ``__version__``.
         gpu_name: the CUDA device name.
         compute_capability: ``major.minor``.
+        product: the TensorRT product that would load the engine (``tensorrt`` or ``tensorrt-rtx``).
     """
 
     tensorrt_version: str
     gpu_name: str
     compute_capability: str
+    product: str = "tensorrt"
 
 
 @dataclass(frozen=True)
@@ -437,6 +565,13 @@ def check_compatibility(
         running: this machine.
         allow_other_gpu_model: demote "another GPU model of the same compute capability" to a warning.
     """
+    if recorded.product != running.product:
+        return Compatibility((
+            f"it is a {recorded.product} engine and this runtime is {running.product} (each product loads only its "
+            "own engines)",
+        ))
+    if recorded.product == TENSORRT_RTX.name:
+        return _check_rtx(recorded, running)
     problems: list[str] = []
     warnings: list[str] = []
     built = _release(parse_version(recorded.tensorrt_version))
@@ -479,3 +614,27 @@ def check_compatibility(
             problems.append(text + " (pass allow_other_gpu_model=True to try anyway, or build with "
                             "--hardware-compatibility same-cc)")
     return Compatibility(tuple(problems), tuple(warnings))
+
+
+def _check_rtx(recorded: EngineRecord, running: Platform) -> Compatibility:
+    """TensorRT-RTX: the same release, and this GPU's compute capability among the engine's targets.
+
+    The GPU model is not checked: TensorRT-RTX engines are portable across GPUs of the targeted compute capabilities
+    and specialise their kernels on the device when they run. ``Runtime.get_engine_validity`` has the last word.
+    """
+    problems: list[str] = []
+    if _release(parse_version(recorded.tensorrt_version)) != _release(parse_version(running.tensorrt_version)):
+        problems.append(
+            f"it was built with TensorRT-RTX {recorded.tensorrt_version} and this machine has TensorRT-RTX "
+            f"{running.tensorrt_version}"
+        )
+    targets = recorded.target_compute_capabilities
+    here = parse_compute_capability(running.compute_capability)
+    if targets and here not in {parse_compute_capability(cc) for cc in targets}:
+        problems.append(
+            f"it was built for compute capabilities {', '.join(targets)} and this GPU ({running.gpu_name}) has "
+            f"{running.compute_capability}"
+            + (" (TensorRT-RTX does not support it: use full TensorRT)"
+               if running.compute_capability not in RTX_COMPUTE_CAPABILITIES else "")
+        )
+    return Compatibility(tuple(problems))

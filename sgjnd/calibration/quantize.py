@@ -37,6 +37,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from sgjnd.calibration.fp16 import attention_matmuls
+from sgjnd.calibration.trt_qdq import constant_operand_nodes, tensorrt_qdq_problems
 from sgjnd.errors import CalibrationError, UsageError
 from sgjnd.progress import Progress
 
@@ -442,6 +443,12 @@ def int8_from_onnx(
     if attention:
         notes.append(f"{len(attention)} attention MatMul(s) (activation × activation) kept in float")
     op_types = config.quantized_op_types
+    # Element-wise ops with a constant operand (bias Adds, GELU's + 1) stay float in every flavour: TensorRT folds
+    # them into the preceding kernel and rejects a quantised scalar constant; ONNX Runtime gains nothing either.
+    constant_operand = tuple(n for n in constant_operand_nodes(model.graph, op_types) if n not in present)
+    if constant_operand:
+        notes.append(f"{len(constant_operand)} element-wise node(s) with a constant operand (biases, scalars) kept "
+                     "in float")
     float_op_types = list(config.exclude_op_types)
     if flavour == "ort-cpu":
         flavour_float = [t for t in ORT_CPU_FLOAT_OP_TYPES if t in op_types]
@@ -460,7 +467,7 @@ def int8_from_onnx(
                 str(dst),
                 calibration_data_reader=None,
                 op_types_to_quantize=op_types,
-                nodes_to_exclude=[*present, *(n for n in attention if n not in present)],
+                nodes_to_exclude=[*present, *(n for n in attention if n not in present), *constant_operand],
                 calibrate_method=_ort_method(config.method),
                 calibration_cache_path=str(ranges),
                 **options,
@@ -471,8 +478,11 @@ def int8_from_onnx(
         ) from exc
     summary = summarize_qdq(dst)
     problems = check_flavour(summary, flavour)
+    if flavour == "tensorrt":
+        problems += tensorrt_qdq_problems(onnx.load(str(dst)))
     if problems:
-        raise CalibrationError(f"the {flavour} QDQ graph breaks its rules: {'; '.join(problems)}")
+        shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise CalibrationError(f"the {flavour} QDQ graph breaks its rules ({len(problems)} problem(s)): {shown}")
     kept = set(present) | set(attention)
     float_compute = sum(1 for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")
                         and (n.name in kept or n.op_type not in op_types))

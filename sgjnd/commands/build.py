@@ -6,7 +6,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sgjnd.engine_spec import BUILD_PRECISIONS, HARDWARE_COMPATIBILITY, MAX_OPT_LEVEL, BatchProfile, BuildConfig
+from sgjnd.engine_spec import (
+    BUILD_PRECISIONS,
+    HARDWARE_COMPATIBILITY,
+    MAX_OPT_LEVEL,
+    PRODUCTS,
+    RTX_COMPUTE_CAPABILITIES,
+    RTX_DEFAULT_COMPUTE_CAPABILITIES,
+    BatchProfile,
+    BuildConfig,
+)
 
 _DEFAULTS = BuildConfig()
 
@@ -17,6 +26,10 @@ fp32 builds from encoder.onnx/head.onnx; fp16 and int8 from the precision-prepar
 writes (encoder.fp16.onnx, encoder.int8.onnx, ...) as STRONGLY_TYPED networks, which works on TensorRT 10 and 11.
 An engine runs only with the TensorRT version and GPU that built it unless --version-compatible or
 --hardware-compatibility says otherwise; the sidecar records both and the runtime refuses a mismatch.
+
+--runtime tensorrt-rtx builds encoder[.PREC].rtx.engine with NVIDIA TensorRT-RTX instead, ahead of time and
+without a GPU, for the compute capabilities given by --compute-capability (default: Ampere and later); they run
+on RTX GPUs of those compute capabilities (not on 9.0/10.x data-centre GPUs, which need full TensorRT).
 """
 
 
@@ -30,6 +43,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="model directory from `sgjnd export`")
     parser.add_argument("--precision", choices=BUILD_PRECISIONS, default=_DEFAULTS.precision, help="engine precision")
+    parser.add_argument(
+        "--runtime", choices=tuple(PRODUCTS), default=_DEFAULTS.runtime,
+        help="the NVIDIA library that builds and runs the engines: full TensorRT (on the target GPU) or TensorRT-RTX "
+        "(ahead of time, no GPU needed to build)",
+    )
+    parser.add_argument(
+        "--compute-capability", default="", metavar="CC[,CC...]",
+        help=f"tensorrt-rtx only: target compute capabilities, some of {','.join(RTX_COMPUTE_CAPABILITIES)} "
+        f"(default: {','.join(RTX_DEFAULT_COMPUTE_CAPABILITIES)}, Ampere and later; build 7.5 on its own)",
+    )
     parser.add_argument(
         "--batch", default=str(_DEFAULTS.batch), metavar="MIN,OPT,MAX",
         help="batch-axis optimisation profile for every input; kernels are tuned for OPT, buffers sized for MAX",
@@ -82,6 +105,8 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         hardware_compatibility=args.hardware_compatibility,
         legacy_precision_flags=args.legacy_precision_flags,
         tf32=args.tf32,
+        runtime=args.runtime,
+        compute_capabilities=tuple(cc.strip() for cc in args.compute_capability.split(",") if cc.strip()),
     ).validate()
 
 

@@ -29,9 +29,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sgjnd import __version__
+from sgjnd.engine_spec import (
+    RTX_DEFAULT_COMPUTE_CAPABILITIES,
+    TENSORRT,
+    TENSORRT_RTX,
+    EngineRecord,
+    TrtProduct,
+    batch_shape,
+    profile_shapes,
+    trt_product,
+)
 from sgjnd.engine_spec import BatchProfile as BatchProfile
 from sgjnd.engine_spec import BuildConfig as BuildConfig
-from sgjnd.engine_spec import EngineRecord, batch_shape, profile_shapes
 from sgjnd.errors import BackendError, BuildError, SpecError, UsageError
 from sgjnd.export.trt_legacy import (
     CalibrationBatches,
@@ -50,9 +59,11 @@ from sgjnd.runtime.backends.registry import graph_names
 from sgjnd.runtime.backends.trt import (
     TrtLogCapture,
     dims_tuple,
+    engine_record,
     load_checked_engine,
     make_trt_logger,
     require_tensorrt,
+    trt_module,
 )
 from sgjnd.runtime.modeldir import artifact_path, require_model_dir
 from sgjnd.spec import ArtifactInfo, GraphName, GraphSpec, Sidecar, read_sidecar, write_sidecar
@@ -94,20 +105,26 @@ def _missing_onnx_hint(model_dir: Path, config: BuildConfig) -> str:
 
 
 # -- versions ------------------------------------------------------------------------------------------------------
-def library_versions(api: cuda.CudaApi) -> dict[str, str]:
-    """Versions of everything that shapes an engine, for the build log and the sidecar's ``producer``."""
-    import tensorrt as trt
+def library_versions(api: cuda.CudaApi | None, product: TrtProduct = TENSORRT) -> dict[str, str]:
+    """Versions of everything that shapes an engine, for the build log and the sidecar's ``producer``.
 
+    The ONNX parser ships inside TensorRT, so its release is TensorRT's; ``get_nv_onnx_parser_version()`` returns
+    the parser's *interface* version (``NV_ONNX_PARSER_VERSION`` = major·10000 + minor·100 + patch: 100 or 200 in
+    real releases, i.e. 0.1.0 or 0.2.0), recorded as such. ``api`` is None for a build without a GPU.
+    """
+    trt = trt_module(product)
     get_parser_version = getattr(trt, "get_nv_onnx_parser_version", None)
     parser = int(get_parser_version()) if get_parser_version is not None else 0
     versions = {
         "sgjnd": __version__,
-        "tensorrt": str(trt.__version__),
-        "onnx-parser": f"{parser // 10000}.{parser // 100 % 100}.{parser % 100}" if parser else "unknown",
+        product.name: str(trt.__version__),
+        "onnx-parser": str(trt.__version__),
+        "onnx-parser-interface": f"{parser // 10000}.{parser // 100 % 100}.{parser % 100}" if parser else "unknown",
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
-    versions.update(api.versions())
+    if api is not None:
+        versions.update(api.versions())
     return versions
 
 
@@ -145,9 +162,12 @@ def check_network_io(network: trt.INetworkDefinition, graph: GraphSpec, source: 
 
 # -- config ----------------------------------------------------------------------------------------------------------
 def _add_profile(
-    builder: trt.Builder, network_graph: GraphSpec, profile: BatchProfile
+    builder: trt.Builder, network_graph: GraphSpec, profile: BatchProfile, product: TrtProduct = TENSORRT
 ) -> trt.IOptimizationProfile:
-    import tensorrt as trt
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = trt_module(product)
 
     trt_profile = builder.create_optimization_profile()
     for name, (lo, mid, hi) in profile_shapes(profile, network_graph.inputs).items():
@@ -157,7 +177,10 @@ def _add_profile(
 
 def _configure(trt_config: trt.IBuilderConfig, config: BuildConfig) -> list[str]:
     """Apply the precision-independent options; return their description for the build log."""
-    import tensorrt as trt
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = trt_module(config.product)
 
     applied = [f"workspace={config.workspace_bytes}B", f"opt_level={config.opt_level}", "profiling=DETAILED"]
     trt_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_bytes)
@@ -182,7 +205,30 @@ def _configure(trt_config: trt.IBuilderConfig, config: BuildConfig) -> list[str]
             )
         trt_config.hardware_compatibility_level = level
         applied.append(f"hardware_compatibility={level_name}")
+    if config.product is TENSORRT_RTX:
+        applied.append(f"compute_capabilities={','.join(_set_rtx_targets(trt_config, config))}")
     return applied
+
+
+def rtx_targets(config: BuildConfig) -> tuple[str, ...]:
+    """The compute capabilities a TensorRT-RTX build targets: those asked for, else its default (Ampere and later)."""
+    return config.compute_capabilities or RTX_DEFAULT_COMPUTE_CAPABILITIES
+
+
+def _set_rtx_targets(trt_config: Any, config: BuildConfig) -> tuple[str, ...]:
+    """Name the target compute capabilities explicitly, so the sidecar records exactly what the engine holds."""
+    import tensorrt_rtx as rtx
+
+    targets = rtx_targets(config)
+    trt_config.num_compute_capabilities = len(targets)
+    for index, cc in enumerate(targets):
+        value = getattr(rtx.ComputeCapability, "SM" + cc.replace(".", ""), None)
+        if value is None or not trt_config.set_compute_capability(value, index):
+            raise UsageError(
+                f"TensorRT-RTX {rtx.__version__} cannot target compute capability {cc}; it knows "
+                f"{', '.join(n for n in rtx.ComputeCapability.__members__ if n.startswith('SM'))}"
+            )
+    return targets
 
 
 def _load_timing_cache(trt_config: trt.IBuilderConfig, path: Path | None) -> None:
@@ -287,7 +333,7 @@ def engine_from_onnx(
         BuildError: parsing or building failed (with TensorRT's errors).
     """
     config.validate()
-    trt_version = require_tensorrt()
+    trt_version = require_tensorrt(config.product)
     if config.legacy_precision_flags:
         require_legacy(trt_version)
     onnx_path = Path(onnx_path)
@@ -305,7 +351,10 @@ def engine_from_onnx(
     if calibration is not None and not (config.legacy_precision_flags and config.precision == "int8"):
         raise UsageError("calibration batches are only used by --precision int8 --legacy-precision-flags")
     graph = sidecar.model.graph(sidecar.artifact.graph)
-    out = Path(out) if out is not None else artifact_path(onnx_path.parent, graph.name, config.precision, "engine")
+    ext = config.product.engine_ext
+    out = Path(out) if out is not None else artifact_path(onnx_path.parent, graph.name, config.precision, ext)
+    if config.product.builds_without_gpu:  # ahead of time: no CUDA bindings, driver or GPU needed
+        return _build(onnx_path, out, sidecar, graph, config, None, None, calibration)
     api = cuda.load_cuda()
     gpu = cuda.require_device(api, device)
     return _build(onnx_path, out, sidecar, graph, config, api, gpu, calibration)
@@ -317,14 +366,18 @@ def _build(
     sidecar: Sidecar,
     graph: GraphSpec,
     config: BuildConfig,
-    api: cuda.CudaApi,
-    gpu: cuda.DeviceInfo,
+    api: cuda.CudaApi | None,
+    gpu: cuda.DeviceInfo | None,
     calibration: CalibrationBatches | None,
 ) -> Path:
-    import tensorrt as trt
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = trt_module(config.product)
 
+    product = config.product
     capture = TrtLogCapture()
-    logger = make_trt_logger(capture)
+    logger = make_trt_logger(capture, product)
     builder = trt.Builder(logger)
     if builder is None:
         raise BuildError(f"TensorRT could not create a builder{capture.summary()}")
@@ -337,14 +390,17 @@ def _build(
 
     trt_config = builder.create_builder_config()
     applied = _configure(trt_config, config)
-    if trt_config.add_optimization_profile(_add_profile(builder, graph, config.batch)) < 0:
+    if trt_config.add_optimization_profile(_add_profile(builder, graph, config.batch, product)) < 0:
         raise BuildError(f"TensorRT rejected the batch profile {config.batch} for {onnx_path}{capture.summary()}")
     extra = _Legacy([])
     if legacy:
+        if api is None:
+            raise BuildError("internal error: a LEGACY build needs the CUDA API for its calibrator")
         extra = _setup_legacy(builder, trt_config, sidecar, graph, config, onnx_path, calibration, api)
-    _load_timing_cache(trt_config, config.timing_cache)
+    if product is TENSORRT:  # TensorRT-RTX has no timing cache (validate() refuses the option)
+        _load_timing_cache(trt_config, config.timing_cache)
 
-    versions = library_versions(api)
+    versions = library_versions(api, product)
     network_kind = NETWORK_LEGACY if legacy else NETWORK_STRONGLY_TYPED
     log.info(
         "building %s from %s\n%s",
@@ -356,7 +412,8 @@ def _build(
                 "network": network_kind,
                 "builder_settings": applied + extra.flags,
                 "profile_shapes": {k: list(v) for k, v in profile_shapes(config.batch, graph.inputs).items()},
-                "gpu": dataclasses.asdict(gpu),
+                "product": product.name,
+                "gpu": dataclasses.asdict(gpu) if gpu is not None else "none (ahead-of-time build)",
                 "versions": versions,
                 "onnx_sha256": sidecar.artifact.sha256,
             },
@@ -376,16 +433,18 @@ def _build(
     if extra.state is not None and extra.state.error:
         raise BuildError(f"LEGACY int8 calibration of {onnx_path.name} failed: {extra.state.error}")
     if serialized is None:
-        raise BuildError(f"TensorRT could not build {out.name} from {onnx_path}{capture.summary()} (run with -vv)")
-    data = bytes(serialized)
+        raise BuildError(
+            f"{product.title} could not build {out.name} from {onnx_path}{capture.summary()} (run with -vv)"
+        )
+    data = bytes(memoryview(serialized))
     if config.timing_cache is not None:
         _save_timing_cache(trt_config, config.timing_cache)
 
     calibration_sha = extra.calibration_sha256 or sidecar.artifact.details.get("calibration_sha256")
     record = EngineRecord(
         tensorrt_version=str(trt.__version__),
-        gpu_name=gpu.name,
-        compute_capability=gpu.compute_capability,
+        gpu_name=gpu.name if gpu is not None else "",
+        compute_capability=gpu.compute_capability if gpu is not None else "",
         build=config,
         network=network_kind,
         onnx_file=onnx_path.name,
@@ -395,6 +454,7 @@ def _build(
         build_seconds=round(seconds, 3),
         versions=versions,
         notes=(extra.note,) if extra.note else (),
+        target_compute_capabilities=rtx_targets(config) if product is TENSORRT_RTX else (),
     )
     artifact = ArtifactInfo(
         kind="engine",
@@ -431,7 +491,7 @@ def engines_from_model_dir(
         As :func:`engine_from_onnx`; SpecError names the command that makes a missing ONNX graph.
     """
     config.validate()
-    trt_version = require_tensorrt()  # before looking at files: without TensorRT nothing else matters
+    trt_version = require_tensorrt(config.product)  # before looking at files: without it nothing else matters
     if config.legacy_precision_flags:
         require_legacy(trt_version)
     model_dir = require_model_dir(Path(model_dir), rebuild_hint=f"sgjnd export CHECKPOINT -o {model_dir}")
@@ -447,12 +507,23 @@ def engines_from_model_dir(
 
 # -- inspection ----------------------------------------------------------------------------------------------------
 _PRECISION_WORDS: Sequence[tuple[str, str]] = (
+    # Matched as substrings of the lower-cased text, first match wins: a word that contains another comes first
+    # (uint8 before int8, bfloat16 and float8/float4 before float). TensorRT 10 writes names such as "FP16",
+    # "Half", "Float", "Int8"; TensorRT 11 adds data type names such as "BFloat16", "Float8E4M3" or "FP8".
     ("uint8", "uint8"),
     ("int8", "int8"),
+    ("int4", "int4"),
+    ("float8", "fp8"),
     ("fp8", "fp8"),
+    ("e4m3", "fp8"),
+    ("float4", "fp4"),
+    ("fp4", "fp4"),
+    ("bfloat16", "bf16"),
     ("bf16", "bf16"),
+    ("float16", "fp16"),
     ("fp16", "fp16"),
     ("half", "fp16"),
+    ("float32", "fp32"),
     ("fp32", "fp32"),
     ("float", "fp32"),
     ("int32", "int32"),
@@ -462,7 +533,11 @@ _PRECISION_WORDS: Sequence[tuple[str, str]] = (
 
 
 def tensor_precision(format_text: str) -> str:
-    """The precision in an inspector ``Format/Datatype`` text (``Row major linear FP16 format`` -> ``fp16``)."""
+    """The precision named in an inspector tensor text, or ``unknown``.
+
+    Reads TensorRT 10's combined ``Format/Datatype`` text (``Row major linear FP16 format`` -> ``fp16``) as well as
+    TensorRT 11's separate data type (``Half``, ``Float``, ``Int8``, ``BFloat16``) and format texts.
+    """
     text = str(format_text).lower()
     for word, precision in _PRECISION_WORDS:
         if word in text:
@@ -475,17 +550,39 @@ def _is_map(value: object) -> bool:
 
 
 def summarize_layers(info: Mapping[str, Any]) -> dict[str, Any]:
-    """Per-layer precision from the engine inspector's JSON (TensorRT 10 ``Bindings``, 11 ``I/O Tensors``).
+    """Per-layer precision from the engine inspector's JSON, in TensorRT 10's layout or TensorRT 11's.
 
-    A layer's precision is that of its first output with a known type (else of its inputs).
+    TensorRT 10 gives each layer tensor one ``Format/Datatype`` text and the engine's I/O as ``Bindings``, a list of
+    names. TensorRT 11 splits the tensor text into ``Datatype`` and ``Format`` fields and replaces ``Bindings`` with
+    ``I/O Tensors``, a list of objects (``Name``, ``IOMode``, ``DataType``, ``Dimensions``, ...). A tensor's
+    precision is read from its data type field when there is one with a known type, else from its format text; a
+    layer's precision is that of its first output with a known type (else of its inputs).
+
+    Returns:
+        ``layers`` (one row per layer: name, type, precision, input and output precisions, tactic),
+        ``precision_counts`` (layers per precision), ``io_tensors`` (the engine's I/O tensor names, in both layouts)
+        and ``io_precisions`` (name -> precision; ``unknown`` for TensorRT 10, whose ``Bindings`` carry no type).
     """
+
+    def precision_of(tensor: Mapping[str, Any]) -> str:
+        for key in ("Datatype", "DataType", "Format/Datatype", "Format"):
+            precision = tensor_precision(tensor.get(key, ""))
+            if precision != "unknown":
+                return precision
+        return "unknown"
+
+    def precisions(tensors: object) -> list[str]:
+        return [precision_of(t) for t in tensors if _is_map(t)] if isinstance(tensors, list) else []
+
     rows: list[dict[str, Any]] = []
     for layer in info.get("Layers", []):
         if isinstance(layer, str):  # LAYER_NAMES_ONLY verbosity
             rows.append({"name": layer, "type": None, "precision": "unknown", "inputs": [], "outputs": []})
             continue
-        inputs = [tensor_precision(t.get("Format/Datatype", "")) for t in layer.get("Inputs", []) if _is_map(t)]
-        outputs = [tensor_precision(t.get("Format/Datatype", "")) for t in layer.get("Outputs", []) if _is_map(t)]
+        if not _is_map(layer):
+            continue
+        inputs = precisions(layer.get("Inputs"))
+        outputs = precisions(layer.get("Outputs"))
         known = [p for p in (*outputs, *inputs) if p != "unknown"]
         rows.append(
             {
@@ -497,10 +594,18 @@ def summarize_layers(info: Mapping[str, Any]) -> dict[str, Any]:
                 "tactic": layer.get("TacticName"),
             }
         )
+    io = info.get("I/O Tensors", info.get("Bindings", []))
+    io_precisions: dict[str, str] = {}
+    for tensor in io if isinstance(io, list) else []:
+        if _is_map(tensor) and tensor.get("Name") is not None:  # TensorRT 11: an object per tensor
+            io_precisions[str(tensor["Name"])] = precision_of(tensor)
+        elif isinstance(tensor, str):  # TensorRT 10: a name
+            io_precisions[tensor] = "unknown"
     return {
         "layers": rows,
         "precision_counts": dict(Counter(r["precision"] for r in rows)),
-        "io_tensors": info.get("I/O Tensors", info.get("Bindings", [])),
+        "io_tensors": list(io_precisions),
+        "io_precisions": io_precisions,
     }
 
 
@@ -521,16 +626,18 @@ def engine_information(
     Raises:
         BackendUnavailable, SpecError, UsageError, BackendError: as the TensorRT backend's load.
     """
-    trt_version = require_tensorrt()
+    product = trt_product(engine_record(read_sidecar(Path(engine_path), verify_hash=False), str(engine_path)).product)
+    trt_version = require_tensorrt(product)
     api = cuda.load_cuda()
     gpu = cuda.require_device(api, device)
     capture = TrtLogCapture()
     loaded = load_checked_engine(
-        Path(engine_path), gpu, capture, allow_host_code=allow_host_code, allow_other_gpu_model=allow_other_gpu_model
+        Path(engine_path), gpu, capture, allow_host_code=allow_host_code, allow_other_gpu_model=allow_other_gpu_model,
+        product=product,
     )
     try:
         graph = loaded.sidecar.model.graph(loaded.sidecar.artifact.graph or "encoder")
-        text = _engine_json(loaded.engine, graph, loaded.record.profile.opt)
+        text = _engine_json(loaded.engine, graph, loaded.record.profile.opt, product)
     finally:
         loaded.release()
     try:
@@ -540,9 +647,12 @@ def engine_information(
     return {"summary": summarize_layers(raw), "raw": raw}
 
 
-def _engine_json(engine: trt.ICudaEngine, graph: GraphSpec, batch: int) -> str:
+def _engine_json(engine: trt.ICudaEngine, graph: GraphSpec, batch: int, product: TrtProduct = TENSORRT) -> str:
     """The inspector's JSON; the context and inspector die when this returns, before the engine."""
-    import tensorrt as trt
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = trt_module(product)
 
     context = engine.create_execution_context()
     inspector = engine.create_engine_inspector()

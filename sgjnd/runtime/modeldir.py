@@ -3,7 +3,8 @@
 ``sgjnd export`` writes ``encoder.onnx`` and ``head.onnx`` (FP32); ``sgjnd calibrate`` adds precision-prepared
 graphs such as ``encoder.int8.onnx`` (TensorRT flavour, symmetric int8 QDQ), ``encoder.int8-ort.onnx`` (ONNX
 Runtime CPU flavour, U8S8 QDQ) and ``encoder.fp16.onnx``; ``sgjnd build`` writes ``encoder.engine``,
-``encoder.fp16.engine`` and so on. Every file has a ``.json`` sidecar (see :mod:`sgjnd.spec`).
+``encoder.fp16.engine`` and so on
+(``encoder.fp16.rtx.engine`` for TensorRT-RTX). Every file has a ``.json`` sidecar (see :mod:`sgjnd.spec`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from sgjnd.spec import GraphName
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "int8-ort")
 """Precisions a model directory can hold; ``int8`` is the TensorRT QDQ flavour, ``int8-ort`` the U8S8 CPU one."""
 
-Extension = Literal["onnx", "engine"]
+Extension = Literal["onnx", "engine", "rtx.engine"]
+"""``engine``: a TensorRT engine; ``rtx.engine``: a TensorRT-RTX engine (``encoder.fp16.rtx.engine``), so both can
+live in one model directory."""
 
 
 def artifact_name(graph: GraphName, precision: str = "fp32", ext: Extension = "onnx") -> str:

@@ -302,6 +302,114 @@ def test_summarize_layers_counts_precisions() -> None:
     assert summarize_layers({"Layers": [], "Bindings": ["x"]})["io_tensors"] == ["x"]
 
 
+# TensorRT 10.x layout: per-tensor "Format/Datatype" text, "Bindings" a list of names (layer from the TensorRT
+# developer guide's kDETAILED example; Bindings from NVIDIA's IEngineInspector 10.x -> 11.x migration page).
+TRT10_INFO = {
+    "Layers": [
+        {
+            "Name": "node_of_gpu_0/res4_0_branch2a_1 + node_of_gpu_0/res4_0_branch2a_bn_1",
+            "LayerType": "CaskConvolution",
+            "Inputs": [{"Name": "gpu_0/res3_3_branch2c_bn_3", "Dimensions": [16, 512, 28, 28],
+                        "Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format."}],
+            "Outputs": [{"Name": "gpu_0/res4_0_branch2a_bn_2", "Dimensions": [16, 256, 28, 28],
+                         "Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format."}],
+            "ParameterType": "Convolution",
+            "TacticName": "sm80_xmma_fprop_implicit_gemm_interleaved_i8i8_i8i32_f32_nchw_vect_c_32kcrs_vect_c_32",
+        },
+        {
+            "Name": "/ln/LayerNormalization",
+            "LayerType": "Normalization",
+            "Inputs": [{"Name": "x", "Location": "Device", "Dimensions": [16, 197, 768],
+                        "Format/Datatype": "Row major linear FP32 format"}],
+            "Outputs": [{"Name": "y", "Location": "Device", "Dimensions": [16, 197, 768],
+                         "Format/Datatype": "Row major linear FP16 format"}],
+        },
+    ],
+    "Bindings": ["input_0", "output_0"],
+}
+
+# TensorRT 11.x layout: the tensor text split into "Datatype" and "Format" (as NVIDIA's Polygraphy reads it), and
+# "I/O Tensors" objects (verbatim shape of the example on NVIDIA's IEngineInspector migration page).
+TRT11_INFO = {
+    "Layers": [
+        {
+            "Name": "/attn/MatMul",
+            "LayerType": "gemm",
+            "Inputs": [{"Name": "q", "Location": "Device", "Dimensions": [16, 12, 197, 64],
+                        "Format": "Row major linear format (kLINEAR)", "Datatype": "Float"}],
+            "Outputs": [{"Name": "scores", "Location": "Device", "Dimensions": [16, 12, 197, 197],
+                         "Format": "Row major linear format (kLINEAR)", "Datatype": "Float"}],
+            "TacticName": "sm90_xmma_gemm_f32f32_tf32f32_f32_nn_n",
+        },
+        {
+            "Name": "/mlp/fc1/MatMul",
+            "LayerType": "gemm",
+            "Inputs": [{"Name": "h", "Location": "Device", "Dimensions": [16, 197, 768],
+                        "Format": "Row major linear format (kLINEAR)", "Datatype": "Half"}],
+            "Outputs": [{"Name": "h1", "Location": "Device", "Dimensions": [16, 197, 3072],
+                         "Format": "Row major linear format (kLINEAR)", "Datatype": "Half"}],
+        },
+        {
+            "Name": "/conv/Conv",
+            "LayerType": "CaskConvolution",
+            "Inputs": [{"Name": "xq", "Dimensions": [16, 64, 28, 28], "DataType": "Int8",
+                        "Format": "Thirty-two wide channel vectorized row major format (kCHW32)"}],
+            "Outputs": [{"Name": "yq", "Dimensions": [16, 64, 28, 28], "DataType": "Int8",
+                         "Format": "Thirty-two wide channel vectorized row major format (kCHW32)"}],
+        },
+    ],
+    "I/O Tensors": [
+        {
+            "Name": "input_0", "IOMode": "Input", "DataType": "Float", "Dimensions": [1, 3, 224, 224],
+            "Location": "Device", "IsShapeInferenceIO": False,
+            "ProfileInfo": [{"MinShape": [1, 3, 224, 224], "OptShape": [1, 3, 224, 224],
+                             "MaxShape": [1, 3, 224, 224], "Format": "Row major linear FP32 format (kLINEAR)"}],
+        },
+        {
+            "Name": "output_0", "IOMode": "Output", "DataType": "Float", "Dimensions": [1, 1000],
+            "Location": "Device", "IsShapeInferenceIO": False,
+        },
+    ],
+}
+
+
+def test_summarize_layers_reads_the_tensorrt_10_layout() -> None:
+    summary = summarize_layers(TRT10_INFO)
+    assert [r["precision"] for r in summary["layers"]] == ["int8", "fp16"]
+    assert summary["layers"][1]["inputs"] == ["fp32"] and summary["layers"][1]["outputs"] == ["fp16"]
+    assert summary["layers"][0]["tactic"].startswith("sm80_xmma")
+    assert summary["io_tensors"] == ["input_0", "output_0"]
+    assert summary["io_precisions"] == {"input_0": "unknown", "output_0": "unknown"}  # Bindings carry no type
+
+
+def test_summarize_layers_reads_the_tensorrt_11_layout() -> None:
+    summary = summarize_layers(TRT11_INFO)
+    # Before TensorRT 11 support every layer read as "unknown" (no "Format/Datatype" field any more).
+    assert [r["precision"] for r in summary["layers"]] == ["fp32", "fp16", "int8"]
+    assert summary["precision_counts"] == {"fp32": 1, "fp16": 1, "int8": 1}
+    assert summary["layers"][0]["inputs"] == ["fp32"] and summary["layers"][0]["name"] == "/attn/MatMul"
+    # I/O Tensors are objects now: names and types come out, not the raw objects.
+    assert summary["io_tensors"] == ["input_0", "output_0"]
+    assert summary["io_precisions"] == {"input_0": "fp32", "output_0": "fp32"}
+    json.dumps(summary)  # still plain JSON for `sgjnd inspect`
+
+
+@pytest.mark.parametrize(
+    ("text", "precision"),
+    [
+        ("Half", "fp16"),
+        ("Float", "fp32"),
+        ("BFloat16", "bf16"),  # not fp32, though it contains "float"
+        ("Float8E4M3", "fp8"),
+        ("FP8", "fp8"),
+        ("Int4", "int4"),
+        ("Row major linear format (kLINEAR)", "unknown"),  # a TensorRT 11 format text without a type
+    ],
+)
+def test_tensor_precision_reads_tensorrt_11_data_types(text: str, precision: str) -> None:
+    assert tensor_precision(text) == precision
+
+
 # -- LEGACY calibration: source and cache ------------------------------------------------------------------------------
 class Batches:
     def __init__(self, arrays: list[np.ndarray], fingerprint: str | None = None) -> None:
@@ -405,11 +513,19 @@ def test_tensorrt_ep_options_for_the_head(tmp_path: Path) -> None:
     assert all(isinstance(v, str) for v in options.values())
 
 
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_tensorrt_ep_options_leave_precision_to_the_graph(tmp_path: Path, precision: str) -> None:
+    # trt_fp16_enable / trt_int8_enable make ORT build a weakly typed network, where TensorRT may run the FP32
+    # islands of the mixed-precision graph (LayerNorm, Softmax, attention MatMuls) in FP16: both stay off, so the
+    # EP builds the graph strongly typed, in the precision the file carries.
+    options = tensorrt_ep_options(tmp_path, BatchProfile(), SPEC.encoder_graph().inputs, precision=precision)
+    assert options["trt_fp16_enable"] == "False" and options["trt_int8_enable"] == "False"
+    assert "trt_layer_norm_fp32_fallback" not in options  # acts only with trt_fp16_enable
+    assert "trt_bf16_enable" not in options
+
+
 def test_tensorrt_ep_options_precisions(tmp_path: Path) -> None:
     inputs = SPEC.encoder_graph().inputs
-    fp16 = tensorrt_ep_options(tmp_path, BatchProfile(), inputs, precision="fp16")
-    assert fp16["trt_fp16_enable"] == "True" and fp16["trt_layer_norm_fp32_fallback"] == "True"
-    assert tensorrt_ep_options(tmp_path, BatchProfile(), inputs, precision="int8")["trt_int8_enable"] == "True"
     assert shapes_option({"patches": (2, 3, 32, 32)}) == "patches:2x3x32x32"
     with pytest.raises(UsageError):
         tensorrt_ep_options(tmp_path, BatchProfile(4, 2, 8), inputs)
@@ -423,8 +539,13 @@ def test_tensorrt_ep_options_for_an_onnx_sidecar(tmp_path: Path) -> None:
     options = tensorrt_ep_options_for(tmp_path / "encoder.int8.onnx", Sidecar(SPEC, info), cache_root=tmp_path)
     assert options["trt_profile_max_shapes"] == "patches:32x3x32x32"
     assert options["trt_profile_opt_shapes"] == "patches:16x3x32x32"
-    assert options["trt_engine_cache_path"] == str(tmp_path / ("c" * 16))
-    assert options["trt_int8_enable"] == "True"
+    # The folder names the build mode: engines cached by the old weakly typed options are never reused.
+    assert options["trt_engine_cache_path"] == str(tmp_path / ("c" * 16 + "-strongly-typed"))
+    assert options["trt_int8_enable"] == "False" and options["trt_fp16_enable"] == "False"
+    fp16 = Sidecar(SPEC, ArtifactInfo(kind="onnx", file="encoder.fp16.onnx", sha256="d" * 64, graph="encoder",
+                                      precision="fp16"))
+    assert tensorrt_ep_options_for(tmp_path / "encoder.fp16.onnx", fp16, cache_root=tmp_path)["trt_fp16_enable"] \
+        == "False"
     ort_flavour = Sidecar(SPEC, ArtifactInfo(kind="onnx", file="e.onnx", sha256="c" * 64, graph="encoder",
                                              precision="int8-ort"))
     with pytest.raises(UsageError, match="symmetric int8"):
@@ -699,7 +820,7 @@ def fake_tensorrt(version: str = "10.13.0.35") -> types.ModuleType:
         HardwareCompatibilityLevel=types.SimpleNamespace(
             AMPERE_PLUS=Flag("AMPERE_PLUS"), SAME_COMPUTE_CAPABILITY=Flag("SAME_COMPUTE_CAPABILITY")
         ),
-        get_nv_onnx_parser_version=lambda: 101300,
+        get_nv_onnx_parser_version=lambda: 200,  # NV_ONNX_PARSER_VERSION of TensorRT 10.x and TensorRT-RTX 1.7
     )
     return trt
 
@@ -801,7 +922,9 @@ def test_strongly_typed_build_of_both_graphs(fake_build: HostAsDeviceCuda, tmp_p
     assert rec.tensorrt_version == "10.13.0.35" and rec.compute_capability == "8.6"
     assert rec.onnx_file == "encoder.int8.onnx" and rec.calibration_sha256 == "cal" * 8
     assert sidecar.artifact.checkpoint_sha256 == "ck" * 32 and sidecar.artifact.producer["tensorrt"] == "10.13.0.35"
-    assert sidecar.artifact.producer["onnx-parser"] == "10.13.0"
+    # the parser ships with TensorRT: its release is TensorRT's; the function reports the parser's interface version
+    assert sidecar.artifact.producer["onnx-parser"] == "10.13.0.35"
+    assert sidecar.artifact.producer["onnx-parser-interface"] == "0.2.0"
 
 
 def test_fp32_graph_cannot_be_built_strongly_typed_as_fp16(fake_build: HostAsDeviceCuda, tmp_path: Path) -> None:

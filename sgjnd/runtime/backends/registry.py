@@ -15,10 +15,11 @@ BACKENDS: dict[str, str] = {
     "torch": "sgjnd.runtime.backends.torch_backend:TorchBackend",
     "onnxruntime": "sgjnd.runtime.backends.ort:OrtBackend",
     "tensorrt": "sgjnd.runtime.backends.trt:TrtBackend",
+    "tensorrt-rtx": "sgjnd.runtime.backends.trt_rtx:RtxBackend",
 }
 """Backend name -> implementing class."""
 
-EXTRAS: dict[str, str] = {"torch": "torch", "onnxruntime": "ort", "tensorrt": "trt"}
+EXTRAS: dict[str, str] = {"torch": "torch", "onnxruntime": "ort", "tensorrt": "trt", "tensorrt-rtx": "trt-rtx"}
 """Backend name -> the pip extra that installs its dependencies."""
 
 

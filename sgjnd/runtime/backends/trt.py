@@ -15,20 +15,27 @@ This module imports numpy at the top; tensorrt and the CUDA bindings are importe
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
+import threading
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from sgjnd.engine_spec import (
     BUILD_PRECISIONS,
+    TENSORRT,
+    TENSORRT_RTX,
     BatchProfile,
     EngineRecord,
     Platform,
+    TrtProduct,
     batch_shape,
     check_compatibility,
+    trt_product,
 )
 from sgjnd.errors import BackendError, BackendUnavailable, SpecError, UsageError
 from sgjnd.fileio import sha256_bytes
@@ -44,7 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 trt_log = logging.getLogger("sgjnd.tensorrt")
 
-TRT_INSTALL_HINT = "pip install 'sgjnd[trt]' (or: pip install tensorrt cuda-python)"
+TRT_INSTALL_HINT = TENSORRT.install
 """How to install TensorRT, quoted in errors."""
 
 _NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
@@ -60,29 +67,42 @@ _FLOATS = {np.dtype(np.float32), np.dtype(np.float16)}
 
 
 # -- TensorRT availability, logging, dtypes --------------------------------------------------------------------------
-def require_tensorrt() -> str:
-    """Check that a working TensorRT is importable and return its version.
+def trt_module(product: TrtProduct = TENSORRT) -> Any:
+    """The product's Python module (``tensorrt`` or ``tensorrt_rtx``), checked to be a working build.
+
+    Both have the same API for everything we use, so callers write ``trt = trt_module(product)``; code that mypy
+    should check against the TensorRT stubs binds ``trt`` under ``TYPE_CHECKING`` instead.
+
+    Raises:
+        BackendUnavailable: one line that says how to install the product.
+    """
+    where = "" if product.builds_without_gpu else " on a machine with an NVIDIA GPU"
+    try:
+        module = importlib.import_module(product.module)
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"{product.title} is not installed ({exc}); install it{where}: {product.install}"
+        ) from exc
+    except OSError as exc:  # the wheel is there but its libraries cannot be loaded
+        raise BackendUnavailable(f"{product.title} is installed but its libraries cannot be loaded ({exc})") from exc
+    if not hasattr(module, "Builder"):
+        raise BackendUnavailable(
+            f"the importable `{product.module}` module is not a working {product.title} (no Builder: a stub or "
+            f"namespace package); install it{where}: {product.install}"
+        )
+    return module
+
+
+def require_tensorrt(product: TrtProduct = TENSORRT) -> str:
+    """Check that a working build of ``product`` is importable and return its version.
 
     A stub or namespace package named ``tensorrt`` (what ``pip install tensorrt-stubs --no-deps`` leaves) imports
     but has no ``Builder``; it counts as missing.
 
     Raises:
-        BackendUnavailable: one line that says how to install TensorRT.
+        BackendUnavailable: one line that says how to install it.
     """
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise BackendUnavailable(
-            f"TensorRT is not installed ({exc}); install it on a machine with an NVIDIA GPU: {TRT_INSTALL_HINT}"
-        ) from exc
-    except OSError as exc:  # the wheel is there but libnvinfer cannot be loaded
-        raise BackendUnavailable(f"TensorRT is installed but its libraries cannot be loaded ({exc})") from exc
-    if not hasattr(tensorrt, "Builder"):
-        raise BackendUnavailable(
-            "the importable `tensorrt` module is not a working TensorRT (no Builder: a stub or namespace package); "
-            f"install it on a machine with an NVIDIA GPU: {TRT_INSTALL_HINT}"
-        )
-    return str(tensorrt.__version__)
+    return str(trt_module(product).__version__)
 
 
 class TrtLogCapture:
@@ -110,18 +130,50 @@ class TrtLogCapture:
         return "; TensorRT said: " + " | ".join(self.errors[-last:])
 
 
-def make_trt_logger(capture: TrtLogCapture) -> trt.ILogger:
-    """A ``tensorrt.ILogger`` that forwards to ``capture``."""
-    import tensorrt as trt
+class _LoggerHub:
+    """The one ``ILogger`` a process gives one TensorRT library, fanning messages out to the live captures.
 
-    class _Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)  # pybind trampolines must call the base __init__ explicitly
+    TensorRT keeps the first logger passed to a builder, runtime or refitter for the life of the process and ignores
+    later ones ("The logger passed into createInferBuilder differs from one already registered"), so a logger per
+    build would send the second build's errors to the first build's capture. Captures are held weakly: one dies
+    with the build or backend that made it. Messages of builds that run at the same time reach both captures.
+    """
 
-        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-            capture.record(str(getattr(severity, "name", severity)), str(msg))
+    def __init__(self, module: Any) -> None:
+        self.captures: weakref.WeakSet[TrtLogCapture] = weakref.WeakSet()
+        self.lock = threading.Lock()
+        hub = self
 
-    return _Logger()
+        class _Logger(module.ILogger):
+            def __init__(self) -> None:
+                module.ILogger.__init__(self)  # pybind trampolines must call the base __init__ explicitly
+
+            def log(self, severity: Any, msg: str) -> None:
+                with hub.lock:
+                    captures = list(hub.captures)
+                if not captures:
+                    TrtLogCapture().record(str(getattr(severity, "name", severity)), str(msg))
+                for capture in captures:
+                    capture.record(str(getattr(severity, "name", severity)), str(msg))
+
+        self.logger = _Logger()
+
+
+_HUBS: dict[str, _LoggerHub] = {}
+_HUBS_LOCK = threading.Lock()
+
+
+def make_trt_logger(capture: TrtLogCapture, product: TrtProduct = TENSORRT) -> trt.ILogger:
+    """The process's ``ILogger`` for ``product``, with ``capture`` attached for as long as it lives."""
+    module = trt_module(product)
+    with _HUBS_LOCK:
+        hub = _HUBS.get(product.module)
+        if hub is None or not isinstance(hub.logger, module.ILogger):  # a test may swap the module
+            hub = _HUBS[product.module] = _LoggerHub(module)
+    with hub.lock:
+        hub.captures.add(capture)
+    logger: trt.ILogger = hub.logger
+    return logger
 
 
 def numpy_dtype(trt_dtype: Any) -> np.dtype[Any]:
@@ -144,7 +196,9 @@ def dims_tuple(dims: trt.Dims) -> tuple[int, ...]:
 
 
 # -- engine I/O against the spec -------------------------------------------------------------------------------------
-def check_engine_io(engine: trt.ICudaEngine, graph: GraphSpec, profile: BatchProfile) -> dict[str, np.dtype[Any]]:
+def check_engine_io(
+    engine: trt.ICudaEngine, graph: GraphSpec, profile: BatchProfile, product: TrtProduct = TENSORRT
+) -> dict[str, np.dtype[Any]]:
     """Check an engine's tensors against the graph spec and the recorded profile; return each tensor's dtype.
 
     Engine dtypes may differ from the spec only between float32 and float16 (the backend converts).
@@ -152,7 +206,10 @@ def check_engine_io(engine: trt.ICudaEngine, graph: GraphSpec, profile: BatchPro
     Raises:
         SpecError: names, modes, static dimensions, dtypes or profile shapes disagree.
     """
-    import tensorrt as trt
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = trt_module(product)
 
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     expected = {t.name: "input" for t in graph.inputs} | {t.name: "output" for t in graph.outputs}
@@ -182,20 +239,32 @@ def check_engine_io(engine: trt.ICudaEngine, graph: GraphSpec, profile: BatchPro
 
 
 def deserialize_engine(
-    data: bytes, logger: trt.ILogger, capture: TrtLogCapture, *, host_code: bool = False, source: str = "engine"
+    data: bytes,
+    logger: trt.ILogger,
+    capture: TrtLogCapture,
+    *,
+    host_code: bool = False,
+    source: str = "engine",
+    product: TrtProduct = TENSORRT,
 ) -> tuple[trt.Runtime, trt.ICudaEngine]:
     """Deserialise engine bytes; the runtime is returned too because it must outlive the engine.
 
     The caller keeps ``logger`` alive as long as the runtime (TensorRT calls it until the runtime is destroyed).
 
     Raises:
+        SpecError: TensorRT-RTX judges the engine invalid on this machine (``Runtime.get_engine_validity``).
         BackendError: TensorRT could not deserialise the engine (its errors are quoted).
     """
-    import tensorrt as trt
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = trt_module(product)
 
     runtime = trt.Runtime(logger)
     if runtime is None:
         raise BackendError(f"TensorRT could not create a runtime for {source}{capture.summary()}")
+    if product is TENSORRT_RTX:
+        check_engine_validity(runtime, data, source)
     if host_code:
         log.warning("allowing host code from the version-compatible engine %s (its sha256 matches its sidecar)", source)
         runtime.engine_host_code_allowed = True
@@ -208,11 +277,39 @@ def deserialize_engine(
     return runtime, engine
 
 
-def running_platform(device: cuda.DeviceInfo) -> Platform:
-    """This machine's TensorRT version and GPU (TensorRT must be importable)."""
-    import tensorrt as trt
+def check_engine_validity(runtime: Any, data: bytes, source: str) -> None:
+    """TensorRT-RTX's own verdict on an engine, before deserialising it (``Runtime.get_engine_validity``).
 
-    return Platform(str(trt.__version__), device.name, device.compute_capability)
+    ``SUBOPTIMAL`` (it will run, but was not built for this GPU or driver) is logged; ``INVALID`` is refused with
+    TensorRT-RTX's diagnostics.
+
+    Raises:
+        SpecError: the engine cannot run here.
+    """
+    validity, diagnostics = runtime.get_engine_validity(data)
+    name = str(getattr(validity, "name", validity)).rsplit(".", 1)[-1]
+    causes = _validity_diagnostics(diagnostics)
+    if name == "INVALID":
+        raise SpecError(f"TensorRT-RTX says {source} cannot run here ({causes or 'no diagnostics given'})")
+    if name != "VALID":
+        log.warning("TensorRT-RTX says %s is %s here (%s)", source, name.lower(), causes or "no diagnostics given")
+
+
+def _validity_diagnostics(flags: Any) -> str:
+    """The names of the ``EngineInvalidityDiagnostics`` bits set in ``flags``."""
+    try:
+        import tensorrt_rtx as rtx  # only called for TensorRT-RTX engines
+
+        members = dict(rtx.EngineInvalidityDiagnostics.__members__)
+    except (ImportError, AttributeError):
+        return str(flags)
+    value = int(flags)
+    return ", ".join(name.lower() for name, bit in members.items() if value & int(bit)) or (str(value) if value else "")
+
+
+def running_platform(device: cuda.DeviceInfo, product: TrtProduct = TENSORRT) -> Platform:
+    """This machine's TensorRT (or TensorRT-RTX) version and GPU (the product must be importable)."""
+    return Platform(str(trt_module(product).__version__), device.name, device.compute_capability, product.name)
 
 
 def engine_record(sidecar: Sidecar, source: str) -> EngineRecord:
@@ -256,8 +353,12 @@ def load_checked_engine(
     *,
     allow_host_code: bool = False,
     allow_other_gpu_model: bool = False,
+    product: TrtProduct | None = None,
 ) -> LoadedEngine:
     """Check an engine's sidecar against this machine, verify its hash, then deserialise it.
+
+    ``product`` is the library that loads it (None: the one the sidecar names); an engine of the other product is
+    refused by name, before TensorRT sees it.
 
     Raises:
         SpecError: the sidecar is missing or does not match the file, or the engine was built for another TensorRT
@@ -268,7 +369,10 @@ def load_checked_engine(
     sidecar = read_sidecar(path, verify_hash=False)
     record = engine_record(sidecar, str(path))
     command = rebuild_command(path, record)
-    verdict = check_compatibility(record, running_platform(device), allow_other_gpu_model=allow_other_gpu_model)
+    product = product or trt_product(record.product)
+    verdict = check_compatibility(
+        record, running_platform(device, product), allow_other_gpu_model=allow_other_gpu_model
+    )
     for warning in verdict.warnings:
         log.warning("%s: %s", path.name, warning)
     if not verdict.ok:
@@ -283,9 +387,9 @@ def load_checked_engine(
     data = path.read_bytes()
     if sha256_bytes(data) != sidecar.artifact.sha256:
         raise SpecError(f"{path} does not match the sha256 in its sidecar (changed or truncated). Rebuild: {command}")
-    logger = make_trt_logger(capture)
+    logger = make_trt_logger(capture, product)
     runtime, engine = deserialize_engine(
-        data, logger, capture, host_code=record.build.version_compatible, source=str(path)
+        data, logger, capture, host_code=record.build.version_compatible, source=str(path), product=product
     )
     return LoadedEngine(sidecar, record, engine, runtime, logger)
 
@@ -306,6 +410,8 @@ class TrtBackend(Backend):
     """
 
     name = "tensorrt"
+    product: ClassVar[TrtProduct] = TENSORRT
+    """The library that loads and runs the engines."""
     OPTIONS: Mapping[str, object] = {
         "device": 0,
         "allocator": "auto",
@@ -318,13 +424,16 @@ class TrtBackend(Backend):
     def __init__(self, artifact: Path, model: ModelSpec, graph: GraphSpec, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.OPTIONS))
         if unknown:
-            raise UsageError(f"unknown tensorrt backend options {unknown}: expected some of {sorted(self.OPTIONS)}")
+            raise UsageError(
+                f"unknown {self.name} backend options {unknown}: expected some of {sorted(self.OPTIONS)}"
+            )
         super().__init__(artifact, model, graph, **options)
         self._device = int(options.get("device", 0))
         self._allocator = str(options.get("allocator", "auto"))
         self._allow_host_code = bool(options.get("allow_host_code", False))
         self._allow_other_gpu_model = bool(options.get("allow_other_gpu_model", False))
         self._record: EngineRecord | None = None
+        self._engine_sha256 = ""
         self._device_info: cuda.DeviceInfo | None = None
         self._api: cuda.CudaApi | None = None
         self._logger: trt.ILogger | None = None
@@ -346,13 +455,16 @@ class TrtBackend(Backend):
             SpecError: the directory, an engine or a sidecar is missing, or the two engines disagree.
         """
         if precision not in BUILD_PRECISIONS:
-            raise UsageError(f"tensorrt engines exist for precisions {', '.join(BUILD_PRECISIONS)}, not {precision!r}")
+            raise UsageError(
+                f"{cls.name} engines exist for precisions {', '.join(BUILD_PRECISIONS)}, not {precision!r}"
+            )
         model_dir = require_model_dir(Path(location), rebuild_hint=f"sgjnd export CHECKPOINT -o {location}")
-        hint = f"sgjnd build {model_dir} --precision {precision}"
+        runtime = "" if cls.product is TENSORRT else f" --runtime {cls.product.name}"
+        hint = f"sgjnd build {model_dir}{runtime} --precision {precision}"
         sidecars: dict[str, Sidecar] = {}
         backends: dict[str, TrtBackend] = {}
         for graph in graph_names():
-            path = artifact_path(model_dir, graph, precision, "engine")
+            path = artifact_path(model_dir, graph, precision, cls.product.engine_ext)
             if not path.is_file():
                 raise SpecError(f"{path} does not exist. Build the engines with: {hint}")
             sidecar = read_sidecar(path, rebuild_hint=hint, verify_hash=False)  # hashed once, in _load
@@ -388,8 +500,12 @@ class TrtBackend(Backend):
     def description(self) -> str:
         """``tensorrt fp16 on NVIDIA H100 (cc 9.0)``."""
         record = self._engine_record()
-        gpu = self._device_info.name if self._device_info else record.gpu_name
-        return f"tensorrt {record.build.precision} on {gpu} (cc {record.compute_capability})"
+        if self._device_info is not None:
+            gpu, cc = self._device_info.name, self._device_info.compute_capability
+        else:
+            gpu = record.gpu_name or "any GPU"
+            cc = record.compute_capability or ",".join(record.target_compute_capabilities)
+        return f"{self.name} {record.build.precision} on {gpu} (cc {cc})"
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     def _load(self) -> None:
@@ -400,7 +516,7 @@ class TrtBackend(Backend):
             raise
 
     def _load_steps(self) -> None:
-        require_tensorrt()
+        require_tensorrt(self.product)
         self._api = cuda.load_cuda(self._allocator)
         self._device_info = cuda.require_device(self._api, self._device)
         loaded = load_checked_engine(
@@ -409,11 +525,13 @@ class TrtBackend(Backend):
             self._capture,
             allow_host_code=self._allow_host_code,
             allow_other_gpu_model=self._allow_other_gpu_model,
+            product=self.product,
         )
         self._record, self._engine = loaded.record, loaded.engine
         self._runtime, self._logger = loaded.runtime, loaded.logger
-        dtypes = check_engine_io(self._engine, self.graph, loaded.record.profile)
-        self._context = self._engine.create_execution_context()
+        self._engine_sha256 = loaded.sidecar.artifact.sha256
+        dtypes = check_engine_io(self._engine, self.graph, loaded.record.profile, self.product)
+        self._context = self._create_context(self._engine)
         if self._context is None:
             raise BackendError(
                 f"TensorRT could not create an execution context for {self.artifact}"
@@ -421,6 +539,10 @@ class TrtBackend(Backend):
             )
         self._stream = cuda.Stream(self._api)
         self._allocate(dtypes, loaded.record.profile.max)
+
+    def _create_context(self, engine: trt.ICudaEngine) -> trt.IExecutionContext | None:
+        """The execution context (TensorRT-RTX's adds its runtime cache)."""
+        return engine.create_execution_context()
 
     def _allocate(self, dtypes: Mapping[str, np.dtype[Any]], max_batch: int) -> None:
         """Pinned host and device buffers for ``max_batch``, allocated once; device addresses set once."""
@@ -439,6 +561,7 @@ class TrtBackend(Backend):
 
     def _unload(self) -> None:
         # Free in reverse order of creation; the context and engine go before the memory they use.
+        self._before_release()
         self._context = None
         self._engine = None
         self._runtime = None
@@ -465,8 +588,14 @@ class TrtBackend(Backend):
             log.warning("freeing CUDA resources of %s failed: %s", self.artifact.name, errors[0])
 
     # -- inference ------------------------------------------------------------------------------------------------
+    def _before_release(self) -> None:
+        """Hook: runs before the context and engine are released (TensorRT-RTX saves its runtime cache)."""
+
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import tensorrt as trt
+        if TYPE_CHECKING:
+            import tensorrt as trt
+        else:
+            trt = trt_module(self.product)
 
         context, stream, api = self._context, self._stream, self._api
         if context is None or stream is None or api is None:
