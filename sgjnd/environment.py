@@ -20,6 +20,7 @@ _LIBRARIES = (
     "onnxruntime",
     "onnxruntime-gpu",
     "tensorrt",
+    "tensorrt-rtx-cu13",
     "cuda-python",
     "cuda-bindings",
     "nvidia-modelopt",
@@ -59,27 +60,30 @@ def cpu_info() -> dict[str, Any]:
     }
 
 
-def tensorrt_available() -> bool:
-    """True only for a real TensorRT (the stubs or an empty namespace package do not count)."""
+def tensorrt_available(module_name: str = "tensorrt") -> bool:
+    """True only for a real TensorRT or TensorRT-RTX (the stubs or an empty namespace package do not count)."""
     try:
-        module = importlib.import_module("tensorrt")
-    except ImportError:
+        module = importlib.import_module(module_name)
+    except (ImportError, OSError):
         return False
     return hasattr(module, "Builder")
+
+
+_PROBES = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
+_NOTES = {"tensorrt-rtx": " (builds engines without a GPU; running them needs an RTX-class GPU, cc 7.5/8.x/12.x)"}
 
 
 def backend_status() -> dict[str, str]:
     """Backend name -> 'available' or the reason it is not (checked without loading a model)."""
     status: dict[str, str] = {}
-    probes = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}
     for name in list_backends():
-        module = probes.get(name, name)
+        module = _PROBES.get(name, name)
         if importlib.util.find_spec(module) is None:
             status[name] = f"not installed (pip install 'sgjnd[{EXTRAS[name]}]')"
-        elif name == "tensorrt" and not tensorrt_available():
-            status[name] = "not usable: `tensorrt` imports but is not a real TensorRT build (stubs?)"
+        elif name.startswith("tensorrt") and not tensorrt_available(module):
+            status[name] = f"not usable: `{module}` imports but is not a real build (stubs?)"
         else:
-            status[name] = "available"
+            status[name] = "available" + _NOTES.get(name, "")
     return status
 
 

@@ -17,6 +17,20 @@ def photos() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def calib_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of real photos, none of them among the bundled sample photos used as held-out images."""
+    pytest.importorskip("skimage", reason="the photographs come from scikit-image")
+    from sgjnd.samples import calibration_photos, copy_photos
+
+    photos = calibration_photos()
+    if not photos:
+        pytest.skip("scikit-image ships none of the calibration photographs")
+    folder = tmp_path_factory.mktemp("calib_photos")
+    copy_photos(photos, folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained ``sgjnd_tiny`` checkpoint (seed 0, patch 64) with its sidecar, made once per session."""
     pytest.importorskip("torch")
@@ -34,3 +48,47 @@ def tiny_onnx_dir(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactor
     from sgjnd.export.onnx import onnx_from_checkpoint
 
     return onnx_from_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("tiny_onnx") / "model").out_dir
+
+
+DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
+"""The shipped demo model: checkpoint, model card, INT8 recipe."""
+
+
+def demo_int8_exclusions() -> tuple[str, ...]:
+    """The node patterns of models/demo/int8_exclude_nodes.txt (comment lines dropped), as `make demo` uses them."""
+    lines = (DEMO / "int8_exclude_nodes.txt").read_text().splitlines()
+    return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+@pytest.fixture(scope="session")
+def demo_int8(calib_photos: Path, photos: list[Path], tmp_path_factory: pytest.TempPathFactory):
+    """The demo checkpoint exported and calibrated to both INT8 flavours with its recipe, with the accuracy report on
+    the bundled photos (a ``CalibrationOutcome``; its ``model_dir`` is read-only: copy it to add files)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    from sgjnd.calibration.pipeline import CalibrateConfig, calibrate_model
+    from sgjnd.calibration.quantize import QuantizeConfig
+    from sgjnd.calibration.reader import ReaderConfig
+    from sgjnd.export.onnx import onnx_from_checkpoint
+
+    model_dir = onnx_from_checkpoint(DEMO / "sgjnd_effl0_proxy.pt", tmp_path_factory.mktemp("demo") / "model").out_dir
+    config = CalibrateConfig(
+        precision="int8", target="all", reader=ReaderConfig(num_patches=512, patches_per_image=64),
+        quantize=QuantizeConfig(exclude_nodes=demo_int8_exclusions()), progress=False,
+    )
+    return calibrate_model(model_dir, images=calib_photos, holdout=photos, config=config)
+
+
+@pytest.fixture(scope="session")
+def r50_export(tmp_path_factory: pytest.TempPathFactory):
+    """``sgjnd_r50`` (the paper's form) with seeded, untrained weights, exported to ONNX with parity checked (an
+    ``ExportReport``; its ``out_dir`` is read-only: copy it to add files)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    from sgjnd.export.onnx import onnx_from_checkpoint
+    from sgjnd.model import create_model, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("r50")
+    checkpoint = folder / "sgjnd_r50_seed0.pt"
+    save_checkpoint(create_model("sgjnd_r50", seed=0), checkpoint, weights="UNTRAINED: sgjnd_r50 seed 0")
+    return onnx_from_checkpoint(checkpoint, folder / "model")

@@ -85,7 +85,7 @@ def unavailable_reason(target: Target, prepared: Prepared) -> str | None:
     except SgjndError as exc:
         return str(exc)
     status = backend_status().get(target.backend, "available")
-    if status != "available":
+    if not status.startswith("available"):
         return f"{target.backend}: {status}"
     if target.backend == "onnxruntime":
         from sgjnd.runtime.backends.ort import resolve_providers
@@ -98,7 +98,8 @@ def unavailable_reason(target: Target, prepared: Prepared) -> str | None:
         return None if prepared.checkpoint is not None else prepared.checkpoint_reason
     if prepared.model_dir is None:
         return prepared.model_dir_reason or "no model directory"
-    ext: Extension = "engine" if target.backend == "tensorrt" else "onnx"
+    files: dict[str, Extension] = {"tensorrt": "engine", "tensorrt-rtx": "rtx.engine"}
+    ext: Extension = files.get(target.backend, "onnx")
     if target.precision not in available_precisions(prepared.model_dir, ext):
         default = f"no {target.precision} {ext} files in {prepared.model_dir}"
         return prepared.missing.get(f"{ext}:{target.precision}", default)

@@ -1,26 +1,8 @@
-"""Fixtures of the calibration tests: real photographs split into calibration and held-out sets."""
+"""Fixtures of the calibration tests (the calibration photographs are in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-"""scikit-image photographs used for calibration; the bundled sample photos (sgjnd.samples) are held out."""
-
-
-@pytest.fixture(scope="session")
-def calib_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder of real photos, none of them among the bundled sample photos used as held-out images."""
-    pytest.importorskip("skimage", reason="the photographs come from scikit-image")
-    from sgjnd.samples import calibration_photos, copy_photos
-
-    photos = calibration_photos()
-    if not photos:
-        pytest.skip("scikit-image ships none of the calibration photographs")
-    folder = tmp_path_factory.mktemp("calib_photos")
-    copy_photos(photos, folder)
-    return folder
 
 
 @pytest.fixture(scope="session")

@@ -234,9 +234,8 @@ def test_dynamo_exporter_at_opset_18(ckpt: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sgjnd_r50_exports_with_parity(tmp_path: Path) -> None:
-    ckpt = _checkpoint(tmp_path, "sgjnd_r50")
-    report = onnx_from_checkpoint(ckpt, tmp_path / "r50")
+def test_sgjnd_r50_exports_with_parity(r50_export: ExportReport) -> None:
+    report = r50_export
     assert all(c.passed for cs in report.parity.values() for c in cs), report.summary()
     assert report.parity["encoder"][0].shape == (6, 1024)
     proto = onnx.load(str(report.files["encoder"]), load_external_data=False)
