@@ -14,7 +14,7 @@ import pytest
 ort = pytest.importorskip("onnxruntime")
 
 from sgjnd.errors import BackendUnavailable, SpecError, UsageError  # noqa: E402
-from sgjnd.runtime.backends.ort import OrtBackend, resolve_providers  # noqa: E402
+from sgjnd.runtime.backends.ort import OrtBackend, compiling_providers, resolve_providers  # noqa: E402
 from sgjnd.runtime.backends.registry import backend_class, open_model  # noqa: E402
 
 EXPORT_HINT = "sgjnd export CHECKPOINT -o"
@@ -231,3 +231,42 @@ def test_optimized_cache_is_written_reused_and_verified(exports: tuple[Path, Pat
         options = models.encoder.session.get_session_options()  # type: ignore[attr-defined]
         assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         np.testing.assert_allclose(models.encoder.infer(feeds)["features"], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("providers", "blockers"),
+    [
+        (["CPUExecutionProvider"], []),
+        (["CUDAExecutionProvider", "CPUExecutionProvider"], []),
+        (["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], ["TensorrtExecutionProvider"]),
+        (["NvTensorRTRTXExecutionProvider", "CPUExecutionProvider"], ["NvTensorRTRTXExecutionProvider"]),
+        (["OpenVINOExecutionProvider", "MIGraphXExecutionProvider"], ["OpenVINOExecutionProvider",
+                                                                      "MIGraphXExecutionProvider"]),
+        (["SomeFutureExecutionProvider", "CPUExecutionProvider"], ["SomeFutureExecutionProvider"]),  # unknown: unsafe
+    ],
+)
+def test_compiling_providers_rule_out_the_optimized_cache(providers: list[str], blockers: list[str]) -> None:
+    assert compiling_providers(providers) == blockers
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider")  # ORT's own warning for a provider this build lacks
+def test_optimized_cache_is_skipped_and_explained_once_with_a_compiling_provider(
+    exports: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sgjnd.runtime.backends.ort as ort_backend
+
+    # OpenVINO stands for any compiling provider (TensorRT's needs a GPU): this ORT build lacks it, so the session
+    # falls back to CPU, but the cache decision is made from the requested list, before ORT sees it.
+    monkeypatch.setattr(ort_backend, "resolve_providers", lambda requested: ["OpenVINOExecutionProvider",
+                                                                            "CPUExecutionProvider"])
+    monkeypatch.setattr(ort_backend, "_CACHE_SKIP_EXPLAINED", set())
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        with caplog.at_level("WARNING", logger=ort_backend.__name__), \
+                open_model("onnxruntime", exports[0], optimized_cache=cache) as models:
+            assert models.encoder.infer({"patches": _patches(1)})["features"].shape == (1, 128)
+    assert not cache.exists() or not any(cache.iterdir())
+    skipped = [r.getMessage() for r in caplog.records if "optimized_cache" in r.getMessage()]
+    assert len(skipped) == 1  # once, not per graph or per session
+    assert "OpenVINOExecutionProvider may compile nodes" in skipped[0]
+    assert "cannot save a graph with compiled nodes" in skipped[0]

@@ -565,6 +565,28 @@ def test_inspect_reports_layers_at_concrete_shapes(
     assert fake_gpu.live == 0
 
 
+def test_inspect_warns_where_inference_refuses_another_gpu_model(
+    fake_gpu: FakeCudaApi, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Same compute capability, other GPU model: the backend refuses unless allow_other_gpu_model; inspect is
+    # read-only, so it loads the engine, reports its layers and warns with the backend's own words.
+    write_engines(tmp_path, gpu_name="Other GPU")
+    engine = tmp_path / "encoder.engine"
+    with pytest.raises(SpecError, match="allow_other_gpu_model=True"):
+        open_model("tensorrt", tmp_path).__enter__()
+    with caplog.at_level("WARNING"):
+        assert main(["inspect", str(engine)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["layers"]["precision_counts"] == {"fp32": 1}
+    assert any("built on Other GPU" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert fake_gpu.live == 0
+    # The API offers the backend's strict behaviour too.
+    from sgjnd.commands.inspect import inspect_artifact
+
+    with pytest.raises(SpecError, match="built on Other GPU"):
+        inspect_artifact(engine, allow_other_gpu_model=False)
+
+
 def test_trt_modules_import_no_heavy_library() -> None:
     import subprocess
 

@@ -35,6 +35,13 @@ DEFAULT_PROVIDERS: tuple[str, ...] = ("cpu",)
 
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
 
+CACHE_SAFE_PROVIDERS: frozenset[str] = frozenset({"CPUExecutionProvider", "CUDAExecutionProvider"})
+"""Providers that run ONNX Runtime's own kernels, so a session on them can save its optimised graph.
+
+Every other provider may compile nodes into its own engine (TensorRT, NvTensorRTRTX, OpenVINO, MIGraphX, QNN, ...):
+ONNX Runtime then fails to save the optimised graph ("Unable to serialize model as it contains compiled nodes").
+"""
+
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                "all": "ORT_ENABLE_ALL"}
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
@@ -107,6 +114,38 @@ def _alias_text() -> str:
     return ", ".join(f"{k} = {v}" for k, v in PROVIDER_ALIASES.items())
 
 
+def compiling_providers(providers: Sequence[str]) -> list[str]:
+    """The providers in ``providers`` that rule out an optimised-graph cache, in order.
+
+    A provider counts unless it is in :data:`CACHE_SAFE_PROVIDERS`: an unknown one is assumed to compile nodes, so
+    the worst outcome of a wrong guess is a session built without the cache, never one that fails to build.
+
+    Args:
+        providers: ONNX Runtime provider names (as :func:`resolve_providers` returns them).
+
+    Returns:
+        The providers that may compile nodes; empty when the optimised graph can be saved and reused.
+    """
+    return [p for p in providers if p not in CACHE_SAFE_PROVIDERS]
+
+
+_CACHE_SKIP_EXPLAINED: set[tuple[str, ...]] = set()
+"""Provider lists for which the skipped optimised-graph cache was already explained (once per process each)."""
+
+
+def _explain_cache_skip(providers: Sequence[str], blockers: Sequence[str], cache: Path) -> None:
+    key = tuple(providers)
+    if key in _CACHE_SKIP_EXPLAINED:
+        return
+    _CACHE_SKIP_EXPLAINED.add(key)
+    log.warning(
+        "optimized_cache %s is not used with providers %s: %s may compile nodes into its own engine, and ONNX Runtime "
+        "cannot save a graph with compiled nodes. Sessions are built from the verified artifact instead; the cache "
+        "is used when the providers are only %s.",
+        cache, ", ".join(providers), ", ".join(blockers), " and ".join(sorted(CACHE_SAFE_PROVIDERS)),
+    )
+
+
 class OrtBackend(Backend):
     """One graph on ONNX Runtime.
 
@@ -123,7 +162,8 @@ class OrtBackend(Backend):
         optimized_cache: a folder where the optimised graph is kept and reused by later sessions on this machine
             with the same ONNX Runtime version, optimisation level and providers (keyed by the artifact's sha256,
             checked against a recorded hash before use); keep it as private as the model directory. None keeps
-            nothing.
+            nothing. Not used when a provider other than CPU or CUDA is in ``providers`` (see
+            :func:`compiling_providers`): ONNX Runtime cannot save a graph with compiled nodes.
         max_batch: the largest batch to accept; None reads the sidecar's ``details.max_batch`` at load.
         provider_options: extra options per provider (ONNX Runtime name -> {option: value}).
     """
@@ -288,6 +328,10 @@ class OrtBackend(Backend):
     def _cached_model(self, sha256: str, providers: list[str], ort_version: str) -> Path | None:
         if self.optimized_cache is None:
             return None
+        blockers = compiling_providers(providers)
+        if blockers:
+            _explain_cache_skip(providers, blockers, self.optimized_cache)
+            return None
         key = sha256_bytes(f"{sha256}|{ort_version}|{self.graph_optimization}|{','.join(providers)}".encode())
         return self.optimized_cache / f"{self.artifact.stem}.{key[:16]}.ort.onnx"
 
@@ -445,10 +489,12 @@ def open_model(
 
 
 __all__ = [
+    "CACHE_SAFE_PROVIDERS",
     "DEFAULT_PROVIDERS",
     "PROVIDER_ALIASES",
     "OrtBackend",
     "check_session_io",
+    "compiling_providers",
     "open_model",
     "rebuild_hint",
     "resolve_providers",

@@ -6,6 +6,15 @@ timing caches on, and ``trt_profile_{min,opt,max}_shapes`` covering every input 
 explicit shapes are given, ORT compares them with the ``.profile`` file in the cache and rebuilds on a mismatch, so
 a cache directory never serves an engine for another profile.
 
+Precision comes from the graph, never from the EP. Our reduced-precision graphs are precision-prepared: the FP16 graph
+is mixed precision with LayerNorm, Softmax and the attention MatMuls kept in FP32 on purpose, the INT8 graph is
+symmetric QDQ. With TensorRT 9 and later the EP builds a strongly typed network (every tensor keeps the type the
+ONNX file gives it) unless ``trt_fp16_enable`` or ``trt_int8_enable`` is set; either flag makes it a weakly typed
+network in which TensorRT may run the FP32 islands in FP16 (DESIGN.md §4). So both flags stay off for every graph,
+and ``trt_layer_norm_fp32_fallback`` (which only acts with ``trt_fp16_enable``) is not set. The FP32 graph is built
+strongly typed as FP32 too (TensorRT's default TF32 math still applies); FP16 on TensorRT means the prepared FP16
+graph (``sgjnd calibrate --precision fp16``), not a builder flag.
+
 Option names and formats follow ONNX Runtime's TensorRT EP documentation; the values are strings ("True"/"False"
 for booleans) because ORT accepts strings for every provider option. Pure Python: nothing is imported late.
 """
@@ -26,6 +35,11 @@ def default_cache_root() -> Path:
 
 DEFAULT_OPT_BATCH = 16
 """The opt batch of the EP profile when the sidecar gives only a maximum."""
+
+CACHE_TAG = "strongly-typed"
+"""Suffix of the per-graph engine cache folder. ORT's engine cache names do not record the precision flags, so
+engines built by earlier versions of these options (weakly typed, ``trt_fp16_enable``) live in other folders and are
+never reused for a strongly typed build."""
 
 
 def shapes_option(shapes: dict[str, tuple[int, ...]]) -> str:
@@ -48,8 +62,9 @@ def tensorrt_ep_options(
             file (the EP keys engines by graph hash, but a shared folder grows without bound).
         profile: batch-axis profile; every input gets it (the head has two inputs).
         input_specs: the graph's inputs (``ModelSpec.graph(name).inputs``); only the batch axis may be dynamic.
-        precision: ``fp16`` enables FP16 kernels with LayerNorm kept in FP32 (the common FP16 overflow);
-            ``int8`` enables INT8 for a QDQ graph (explicit quantisation: no calibration table).
+        precision: the precision the graph was prepared in (``fp32``, ``fp16`` mixed precision, ``int8`` QDQ). It
+            is checked, not passed on: the graph carries its precision and the EP builds it strongly typed, with
+            ``trt_fp16_enable`` and ``trt_int8_enable`` off (either would let TensorRT override the graph's types).
         device_id: CUDA device ordinal.
 
     Returns:
@@ -76,9 +91,9 @@ def tensorrt_ep_options(
         "trt_profile_min_shapes": shapes_option({name: s[0] for name, s in shapes.items()}),
         "trt_profile_opt_shapes": shapes_option({name: s[1] for name, s in shapes.items()}),
         "trt_profile_max_shapes": shapes_option({name: s[2] for name, s in shapes.items()}),
-        "trt_fp16_enable": str(precision == "fp16"),
-        "trt_layer_norm_fp32_fallback": str(precision == "fp16"),
-        "trt_int8_enable": str(precision == "int8"),
+        # Off for every graph: either flag makes the EP build a weakly typed network (see the module docstring).
+        "trt_fp16_enable": "False",
+        "trt_int8_enable": "False",
     }
 
 
@@ -88,7 +103,7 @@ def tensorrt_ep_options_for(
     """:func:`tensorrt_ep_options` for one ONNX file of a model directory, from its sidecar.
 
     The profile is ``1, min(16, max), max`` with ``max`` from ``max_batch`` or the sidecar's ``details.max_batch``
-    (64 if neither); the cache folder is ``cache_root/<first 16 hex of the ONNX sha256>``.
+    (64 if neither); the cache folder is ``cache_root/<first 16 hex of the ONNX sha256>-<CACHE_TAG>``.
 
     Args:
         artifact: the ONNX file (``encoder.onnx``, ``head.int8.onnx``, ...).
@@ -112,5 +127,5 @@ def tensorrt_ep_options_for(
     profile = BatchProfile(1, min(DEFAULT_OPT_BATCH, top), top)
     precision = sidecar.artifact.precision if sidecar.artifact.precision in BUILD_PRECISIONS else "fp32"
     root = cache_root if cache_root is not None else default_cache_root()
-    cache_dir = root / sidecar.artifact.sha256[:16]
+    cache_dir = root / f"{sidecar.artifact.sha256[:16]}-{CACHE_TAG}"
     return tensorrt_ep_options(cache_dir, profile, sidecar.model.graph(graph).inputs, precision=precision)
