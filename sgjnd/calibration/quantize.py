@@ -37,7 +37,12 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from sgjnd.calibration.fp16 import attention_matmuls
-from sgjnd.calibration.trt_qdq import constant_operand_nodes, tensorrt_qdq_problems
+from sgjnd.calibration.trt_qdq import (
+    constant_operand_nodes,
+    drop_input_qdq,
+    fusible_add_inputs,
+    tensorrt_qdq_problems,
+)
 from sgjnd.errors import CalibrationError, UsageError
 from sgjnd.progress import Progress
 
@@ -390,8 +395,12 @@ def flavour_options(flavour: Flavour, *, reduce_range: bool = False) -> dict[str
             "weight_type": QuantType.QInt8,
             "per_channel": True,
             # Biases stay float: TensorRT adds them in the int8 kernel's epilogue and has no int32 dequantise.
+            # Outputs of weighted ops get no Q/DQ (TensorRT's placement advice, as ModelOpt does): the next op's
+            # input Q/DQ sets the output precision, and a Q/DQ between a MatMul and its bias Add would quantise
+            # the pre-bias sum and keep TensorRT from fusing the bias. ONNX Runtime's CPU kernels need them.
             "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-                              "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}},
+                              "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+                              "OpTypesToExcludeOutputQuantization": list(_WEIGHTED_OPS)},
         }
     if flavour == "ort-cpu":
         return {
@@ -476,6 +485,13 @@ def int8_from_onnx(
         raise CalibrationError(
             f"ONNX Runtime could not quantise {Path(src).name} ({flavour} flavour): {type(exc).__name__}: {exc}"
         ) from exc
+    if flavour == "tensorrt" and "Add" in op_types:
+        qdq = onnx.load(str(dst))
+        rewired = drop_input_qdq(qdq, fusible_add_inputs(model.graph))
+        if rewired:
+            onnx.save(qdq, str(dst))
+            notes.append(f"{rewired} residual Add input(s) from a Conv/GEMM left unquantised, so TensorRT fuses the "
+                         "Add into that kernel (the skip connection keeps its Q/DQ)")
     summary = summarize_qdq(dst)
     problems = check_flavour(summary, flavour)
     if flavour == "tensorrt":

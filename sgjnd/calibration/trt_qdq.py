@@ -32,6 +32,7 @@ import numpy as np
 
 _WEIGHT_AXIS_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 _FLOAT_SCALES = {"float32", "float16", "bfloat16"}
+_FUSING_OPS = ("Conv", "Gemm", "MatMul")  # ops whose epilogue can absorb an Add
 
 
 def constant_tensors(graph: Any) -> set[str]:
@@ -183,3 +184,98 @@ def _output_channel_axis(node: Any, rank: int) -> int:
         trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
         return 0 if trans_b else 1
     return rank - 1  # MatMul: [..., K, N]
+
+
+# -- placement: residual Adds ------------------------------------------------------------------------------------
+def fusible_add_inputs(graph: Any) -> dict[str, str]:
+    """For each residual Add (two activation inputs), the input TensorRT fuses into its producer's epilogue.
+
+    TensorRT fuses ``Conv -> Add`` when the conv's output is not quantised; the other input (the skip connection)
+    carries the Q/DQ. Which input is the fusible one follows ModelOpt's rule: the branch produced directly by a
+    weighted op (Conv, Gemm, MatMul); when both are, the one with more weighted ops back to their common ancestor
+    (in a ResNet downsample block, the main branch's ``conv3`` rather than the one-conv shortcut).
+
+    Returns:
+        Add node name -> name of the input tensor that should carry no Q/DQ.
+    """
+    producer = {o: n for n in graph.node for o in n.output if o}
+    constant = constant_tensors(graph)
+    result: dict[str, str] = {}
+    for node in graph.node:
+        inputs = [i for i in node.input if i]
+        if node.op_type != "Add" or len(inputs) != 2 or any(i in constant for i in inputs):
+            continue
+        weighted = [i for i in inputs if i in producer and producer[i].op_type in _FUSING_OPS]
+        if len(weighted) == 1:
+            result[node.name] = weighted[0]
+        elif len(weighted) == 2:
+            depth = [_weighted_depths(i, producer) for i in inputs]
+            common = set(depth[0]) & set(depth[1])
+            if common:
+                meet = min(common, key=lambda t: depth[0][t] + depth[1][t])
+                a, b = depth[0][meet], depth[1][meet]
+                if a != b:
+                    result[node.name] = inputs[0] if a > b else inputs[1]
+    return result
+
+
+def _weighted_depths(tensor: str, producer: dict[str, Any], limit: int = 64) -> dict[str, int]:
+    """Ancestor tensor -> fewest weighted ops on a path from it to ``tensor`` (breadth first, ``limit`` nodes deep)."""
+    depths = {tensor: 0}
+    frontier = [tensor]
+    for _ in range(limit):
+        following: list[str] = []
+        for name in frontier:
+            node = producer.get(name)
+            if node is None:
+                continue
+            step = depths[name] + (1 if node.op_type in _WEIGHT_AXIS_OPS else 0)
+            for parent in node.input:
+                if parent and parent in producer and step < depths.get(parent, 1 << 30):
+                    depths[parent] = step
+                    following.append(parent)
+        if not following:
+            break
+        frontier = following
+    return depths
+
+
+def drop_input_qdq(model: Any, add_inputs: dict[str, str]) -> int:
+    """Rewire each named Add input from its DequantizeLinear back to the float tensor; drop Q/DQ left unused.
+
+    Args:
+        model: an ``onnx.ModelProto`` with Q/DQ nodes, changed in place.
+        add_inputs: Add node name -> float tensor name (from :func:`fusible_add_inputs` on the FP32 graph).
+
+    Returns:
+        The number of Add inputs rewired.
+    """
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output if o}
+    rewired = 0
+    for node in graph.node:
+        want = add_inputs.get(node.name)
+        if want is None:
+            continue
+        for slot, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear" and q.input[0] == want:
+                node.input[slot] = want
+                rewired += 1
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    dropped: set[str] = set()
+    changed = True
+    while changed:  # a DQ nobody reads goes, then the Q only it read
+        changed = False
+        for node in list(graph.node):
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear") and node.output[0] not in used:
+                graph.node.remove(node)
+                dropped.update(node.input[1:])
+                used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+                changed = True
+    for tensor in [t for t in graph.initializer if t.name in dropped and t.name not in used]:
+        graph.initializer.remove(tensor)  # their scales and zero points
+    return rewired

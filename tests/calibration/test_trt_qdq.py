@@ -12,7 +12,13 @@ onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from sgjnd.calibration.trt_qdq import constant_operand_nodes, constant_tensors, tensorrt_qdq_problems  # noqa: E402
+from sgjnd.calibration.trt_qdq import (  # noqa: E402
+    constant_operand_nodes,
+    constant_tensors,
+    drop_input_qdq,
+    fusible_add_inputs,
+    tensorrt_qdq_problems,
+)
 
 
 def init(name: str, value: np.ndarray) -> onnx.TensorProto:
@@ -118,7 +124,8 @@ def test_constant_operands_are_found_through_constant_subgraphs() -> None:
 @pytest.mark.slow
 def test_the_tensorrt_flavour_of_a_real_encoder_keeps_every_rule(tiny_onnx_dir: Path, calib_photos: Path,
                                                                  tmp_path: Path) -> None:
-    """The tiny model's encoder (attention, GELU, biases, residual Adds) quantised with the shipped defaults."""
+    """The tiny model's encoder (ResNet blocks, attention, GELU, biases, residual Adds) quantised with the shipped
+    defaults."""
     import shutil
 
     from sgjnd.cli import main
@@ -135,3 +142,40 @@ def test_the_tensorrt_flavour_of_a_real_encoder_keeps_every_rule(tiny_onnx_dir: 
         for node in model.graph.node:  # no element-wise op reads a dequantised constant
             if node.op_type in ("Add", "Mul", "Sub", "Div"):
                 assert not any(i in dequantised and i in constants for i in node.input), node.name
+        # TensorRT's placement advice: no Q/DQ on the outputs of weighted ops (a bias Add or the main branch of a
+        # residual Add fuses into the kernel) except a shortcut conv's, which is the residual input of its Add
+        weighted_outputs = {n.output[0] for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")}
+        for q in (n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in weighted_outputs):
+            dq = next(n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == q.output[0])
+            readers = [n for n in model.graph.node if dq.output[0] in n.input]
+            assert [n.op_type for n in readers] == ["Add"], (q.input[0], [n.name for n in readers])
+            other = next(i for i in readers[0].input if i != dq.output[0])
+            assert other in weighted_outputs, (readers[0].name, "the main branch should feed the Add unquantised")
+
+
+def test_the_main_branch_of_a_residual_add_is_the_fusible_one() -> None:
+    """Identity block: x -> conv -> conv -> Add(x); downsample block: x -> conv -> conv -> Add(x -> conv)."""
+    w = init("w", np.ones((4, 4, 1, 1), np.float32))
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["a1"], name="a1"),
+        helper.make_node("Conv", ["a1", "w"], ["a2"], name="a2"),
+        helper.make_node("Add", ["x", "a2"], ["s1"], name="identity_add"),
+        helper.make_node("Conv", ["s1", "w"], ["b1"], name="b1"),
+        helper.make_node("Conv", ["b1", "w"], ["b2"], name="b2"),
+        helper.make_node("Conv", ["s1", "w"], ["shortcut"], name="shortcut"),
+        helper.make_node("Add", ["shortcut", "b2"], ["y"], name="downsample_add"),
+    ]
+    fusible = fusible_add_inputs(graph_model(nodes, [w]).graph)
+    assert fusible == {"identity_add": "a2", "downsample_add": "b2"}
+
+
+def test_dropping_an_add_input_qdq_rewires_it_and_removes_what_is_left() -> None:
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"], name="q"),
+        helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"], name="dq"),
+        helper.make_node("Add", ["xd", "x"], ["y"], name="add"),
+    ]
+    model = graph_model(nodes, [init("s", np.float32(0.1)), init("zp", np.int8(0))])
+    assert drop_input_qdq(model, {"add": "x"}) == 1
+    assert [n.op_type for n in model.graph.node] == ["Add"] and list(model.graph.node[0].input) == ["x", "x"]
+    assert not model.graph.initializer
