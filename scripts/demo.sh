@@ -79,6 +79,18 @@ step "compare ONNX Runtime INT8 with FP32"
 sgjnd compare "${PHOTOS[@]}" --ref "onnxruntime:$MODEL" --target "onnxruntime:$MODEL:int8-ort" "${SEARCH[@]}" \
     --json "$OUT/compare-fp32-vs-int8.json" || echo "(INT8 is outside a tolerance: see the table above)"
 
+step "NVIDIA's builder on every graph: TensorRT-RTX engines, FP32/FP16/INT8, built ahead of time without a GPU"
+if python -c 'import tensorrt_rtx' 2>/dev/null; then
+    sgjnd calibrate "$MODEL" --precision fp16 --holdout "$OUT/photos" --quiet > "$OUT/calibrate-fp16.txt" \
+        || echo "(FP16 is outside a tolerance: see $OUT/calibrate-fp16.txt)"
+    for precision in fp32 fp16 int8; do
+        sgjnd build "$MODEL" --runtime tensorrt-rtx --precision "$precision"
+    done
+    ls -l "$MODEL"/*.rtx.engine
+else
+    echo "(TensorRT-RTX is not installed: pip install 'sgjnd[trt-rtx]')"
+fi
+
 step "compress the photos at the recommended quality (ONNX Runtime INT8) and compare with QF 90"
 sgjnd compress "${PHOTOS[@]}" -o "$OUT/compressed" --overwrite --backend onnxruntime --model "$MODEL" \
     --precision int8-ort "${SEARCH[@]}" | tee "$OUT/compress.txt"
