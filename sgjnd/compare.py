@@ -82,6 +82,12 @@ TOLERANCES: dict[str, dict[str, Tolerance]] = {
         "q": Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.9999),
         "": Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.9999, atol_scale="ref_max"),
     },
+    # bf16 keeps 8 significant bits (fp16 keeps 11): an order of magnitude looser than fp16 elementwise.
+    "bf16": {
+        "features": Tolerance(atol=1e-1, rtol=1e-1, min_cosine=0.99, atol_scale="ref_max"),
+        "q": Tolerance(atol=5e-2, rtol=5e-2, min_cosine=0.99),
+        "": Tolerance(atol=1e-1, rtol=1e-1, min_cosine=0.99, atol_scale="ref_max"),
+    },
     "fp16": {
         "features": Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.999, atol_scale="ref_max"),
         "q": Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.999),
@@ -117,6 +123,7 @@ class TaskBound:
 TASK_BOUNDS: dict[str, TaskBound] = {
     "fp32": TaskBound(max_abs_qf=1, min_within_1=1.0),
     "fp16": TaskBound(max_abs_qf=2, min_within_1=0.95),
+    "bf16": TaskBound(max_abs_qf=2, min_within_1=0.95),
     "int8": TaskBound(max_abs_qf=5, min_within_1=0.8),
 }
 """Default task-level bounds per precision; int8-ort uses int8's."""
@@ -125,12 +132,13 @@ TASK_BOUNDS: dict[str, TaskBound] = {
 def _precision_key(precision: str) -> str:
     key = precision.split("-")[0]
     if key not in TOLERANCES:
-        raise UsageError(f"no default tolerance for precision {precision!r}: expected fp32, fp16, int8 or int8-ort")
+        raise UsageError(f"no default tolerance for precision {precision!r}: expected fp32, fp16, bf16, int8 or "
+                         "int8-ort")
     return key
 
 
 def tolerances_for(precision: str) -> dict[str, Tolerance]:
-    """The default per-output tolerances for ``precision`` (fp32, fp16, int8, int8-ort)."""
+    """The default per-output tolerances for ``precision`` (fp32, fp16, bf16, int8, int8-ort)."""
     return dict(TOLERANCES[_precision_key(precision)])
 
 
@@ -350,13 +358,14 @@ class Target:
 
     @classmethod
     def parse(cls, text: str, **options: Any) -> Target:
-        """Parse ``BACKEND:LOCATION[:PRECISION]`` (e.g. ``torch:model.pt``, ``onnxruntime:models/r50:int8-ort``).
+        """Parse ``BACKEND:LOCATION[:PRECISION]`` (e.g. ``torch:model.pt``, ``onnxruntime:models/r50:int8-ort``,
+        ``openvino:models/r50:bf16``).
 
         Raises:
             UsageError: the text has no backend or location, or the backend is not registered.
         """
         from sgjnd.runtime.backends.registry import list_backends
-        from sgjnd.runtime.modeldir import PRECISIONS
+        from sgjnd.runtime.modeldir import RUN_PRECISIONS
 
         backend, sep, rest = text.partition(":")
         if not sep or not backend or not rest:
@@ -368,7 +377,7 @@ class Target:
             raise UsageError(f"unknown backend {backend!r} in {text!r}: expected one of {', '.join(list_backends())}")
         location, precision = rest, "fp32"
         head, sep, tail = rest.rpartition(":")
-        if sep and tail in PRECISIONS:
+        if sep and tail in RUN_PRECISIONS:
             location, precision = head, tail
         return cls(backend, Path(location), precision, dict(options))
 
@@ -482,6 +491,10 @@ class ComparisonReport:
         inputs: a description of the patches every target saw.
         targets: one comparison per target, in the order given.
         reference_qf: the reference's JND QF per image (empty when the task level was skipped).
+        predictions: target label (the reference first) -> its full task-level prediction per image
+            (:class:`sgjnd.runtime.predictor.JNDResult`, in image order; empty without the task level). For visual
+            reports; not part of :meth:`to_dict`.
+        model: the model spec every target shares (for visual reports).
     """
 
     reference: str
@@ -489,6 +502,8 @@ class ComparisonReport:
     inputs: str
     targets: list[TargetComparison]
     reference_qf: dict[str, int | None] = field(default_factory=dict)
+    predictions: dict[str, list[Any]] = field(default_factory=dict, compare=False)
+    model: ModelSpec | None = field(default=None, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -546,6 +561,7 @@ class _Run:
     head: dict[str, np.ndarray]
     jnd: list[int | None]
     seconds: float
+    predictions: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -674,21 +690,25 @@ def run_comparison(
             else:
                 features = _run_encoder(m.encoder, inputs.patches)
             head = _run_in_batches(m.head, {"f_ref": inputs.f_ref, "f_dis": inputs.f_dis})
-            jnd: list[int | None] = []
+            predictions: list[Any] = []
             if task:
                 from sgjnd.runtime.predictor import JNDPredictor
 
                 predictor = JNDPredictor(m, predict_config)
-                jnd = [predictor.predict(d, source=label).jnd_qf for d, label in zip(decoded, labels, strict=True)]
+                predictions = [predictor.predict(d, source=label) for d, label in zip(decoded, labels, strict=True)]
+            jnd: list[int | None] = [p.jnd_qf for p in predictions]
             description = m.encoder.description
             model = m.model
-        return _Run(description, model, features, head, jnd, time.perf_counter() - start), inputs
+        seconds = time.perf_counter() - start
+        return _Run(description, model, features, head, jnd, seconds, predictions), inputs
 
     ref_run, inputs = run(reference, None, None)
     floor = _jnd_floor(predict_config)
     results = []
+    predictions = {reference.label: ref_run.predictions}
     for target in targets:
         out, _ = run(target, ref_run.model, inputs)
+        predictions[target.label] = out.predictions
         tol = (tolerances or {}).get(target.precision) or tolerances_for(target.precision)
         tensors = {
             "encoder": compare_outputs({"features": ref_run.features}, {"features": out.features}, tol),
@@ -709,4 +729,6 @@ def run_comparison(
         inputs=described,
         targets=results,
         reference_qf=dict(zip(labels, ref_run.jnd, strict=True)) if task else {},
+        predictions=predictions if task else {},
+        model=ref_run.model,
     )

@@ -61,17 +61,27 @@ def demo_int8_exclusions() -> tuple[str, ...]:
 
 
 @pytest.fixture(scope="session")
-def demo_int8(calib_photos: Path, photos: list[Path], tmp_path_factory: pytest.TempPathFactory):
-    """The demo checkpoint exported and calibrated to both INT8 flavours with its recipe, with the accuracy report on
-    the bundled photos (a ``CalibrationOutcome``; its ``model_dir`` is read-only: copy it to add files)."""
+def demo_onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo checkpoint exported to ONNX (FP32 graphs with sidecars); read-only: copy it to add files."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("torch")
+    from sgjnd.export.onnx import onnx_from_checkpoint
+
+    return onnx_from_checkpoint(DEMO / "sgjnd_effl0_proxy.pt", tmp_path_factory.mktemp("demo") / "model").out_dir
+
+
+@pytest.fixture(scope="session")
+def demo_int8(demo_onnx_dir: Path, calib_photos: Path, photos: list[Path], tmp_path_factory: pytest.TempPathFactory):
+    """The demo checkpoint exported and calibrated to both INT8 flavours with its recipe, with the accuracy report on
+    the bundled photos (a ``CalibrationOutcome``; its ``model_dir`` is read-only: copy it to add files)."""
+    import shutil
+
     from sgjnd.calibration.pipeline import CalibrateConfig, calibrate_model
     from sgjnd.calibration.quantize import QuantizeConfig
     from sgjnd.calibration.reader import ReaderConfig
-    from sgjnd.export.onnx import onnx_from_checkpoint
 
-    model_dir = onnx_from_checkpoint(DEMO / "sgjnd_effl0_proxy.pt", tmp_path_factory.mktemp("demo") / "model").out_dir
+    model_dir = tmp_path_factory.mktemp("demo-int8") / "model"
+    shutil.copytree(demo_onnx_dir, model_dir)
     config = CalibrateConfig(
         precision="int8", target="all", reader=ReaderConfig(num_patches=512, patches_per_image=64),
         quantize=QuantizeConfig(exclude_nodes=demo_int8_exclusions()), progress=False,

@@ -36,6 +36,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (None: the library's choice)")
     parser.add_argument("--device", default="cpu", help="torch device for torch targets")
     parser.add_argument("--json", type=Path, help="also write the full report as JSON to this file")
+    parser.add_argument(
+        "--report", type=Path, metavar="DIR",
+        help="also write DIR/report.html: every target's S(QF) curve on one plot and its JND per image, the patch "
+        "grid and the zoomed versions of the reference (self-contained, no network; needs the task level)",
+    )
     add_predict_args(parser)
     # A cheaper task level than `predict`'s defaults: it runs once per target and image, and the search and patch
     # choice are the same for every target, so the comparison stays fair.
@@ -54,6 +59,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--qf takes comma-separated integers in 1..100, got {args.qf!r}") from None
     if args.patches < 1:
         raise UsageError(f"--patches must be at least 1, got {args.patches}")
+    if args.report is not None:
+        from sgjnd.visual.report import check_report_dir
+
+        if not args.task:
+            raise UsageError("--report shows the task level: drop --no-task")
+        check_report_dir(args.report)
     images = list(args.images)
     if not images:
         from sgjnd.samples import sample_photos
@@ -72,7 +83,32 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_atomic(args.json, (json.dumps(report.to_dict(), indent=2) + "\n").encode())
         print(f"report written to {args.json}", file=sys.stderr)
+    if args.report is not None:
+        page = _write_visual_report(args.report, report, images, predict_config_from_args(args))
+        print(f"visual report: {page}", file=sys.stderr)
     return 0 if report.passed else 1
+
+
+def _write_visual_report(directory: Path, report: Any, images: list[Path], config: Any) -> Path:
+    """One view per image with every target's curve; the pictures are the reference's recommendation."""
+    from sgjnd.errors import UsageError
+    from sgjnd.runtime.jpeg import JpegCodec
+    from sgjnd.spec import ModelSpec
+    from sgjnd.visual.report import RunReport
+    from sgjnd.visual.views import ViewSettings
+
+    labels = list(report.predictions)
+    first = report.predictions[labels[0]]
+    spec: ModelSpec | None = report.model
+    if spec is None or not labels:
+        raise UsageError("the comparison has no task-level predictions to show")
+    run_report = RunReport(directory, ViewSettings(patch_size=spec.patch_size, threshold=config.search.threshold),
+                           JpegCodec(spec.jpeg), max_pixels=config.max_pixels)
+    run_report.header += [f"JND QF {label}" for label in labels[1:]]
+    for index, (path, result) in enumerate(zip(images, first, strict=True)):
+        run_report.add(path, result, series=[(label, report.predictions[label][index]) for label in labels])
+    verdict = "all targets PASS" if report.passed else "some targets FAIL"
+    return run_report.write("JND comparison", f"reference {report.reference} vs {', '.join(labels[1:])}: {verdict}")
 
 
 def _target(text: str, args: argparse.Namespace) -> Any:

@@ -32,6 +32,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
     add_ray_args(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON line per image instead of a table")
+    parser.add_argument(
+        "--report", type=Path, metavar="DIR",
+        help="also write DIR/report.html: a self-contained page (no network) with, per image, the S(QF) curve, the "
+        "patch grid coloured by q and w, and the most-weighted patch in the original, at the recommended quality and "
+        "a few QFs below the JND (first 50 images in full, all in its table)",
+    )
     group = parser.add_argument_group("results file")
     group.add_argument(
         "--out",
@@ -101,11 +107,16 @@ def run(args: argparse.Namespace) -> int:
     exclude = [args.out] if args.out is not None else []
     items = first_or_refuse(expand_inputs(args.images, exclude=exclude), args.images)
     tally = Tally()
+    if args.report is not None:
+        from sgjnd.visual.report import check_report_dir
+
+        check_report_dir(args.report)  # before any work: a refused directory costs nothing
     with open_model_from_args(args) as models:
         if models.weights:
             print(f"weights: {models.weights}", file=sys.stderr)
         predictor = JNDPredictor(serialize_backends(models), config)
         job = PredictJob(predictor)
+        report = _run_report(args.report, predictor, config) if args.report is not None else None
         if args.out is not None:
             with ResultLog(args.out, fsync_every=args.fsync_every, retry_failed=args.retry_failed) as results:
                 if results.loaded:
@@ -116,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
                         _write_record(results, outcome.record, args.out)
                     if outcome.status == "failed":
                         report_failure("predict", outcome.item.path, outcome.reason)
+                    elif outcome.status == "done" and report is not None:
+                        report.add(outcome.item.path, outcome.value)
         else:
             table = _TableWriter(sys.stdout)
             for outcome in run_jobs(items, job, config=jobs):
@@ -127,10 +140,25 @@ def run(args: argparse.Namespace) -> int:
                         print(_dumps(outcome.value.to_dict()), flush=True)
                     else:
                         table.row(outcome.value)
+                    if report is not None:
+                        report.add(outcome.item.path, outcome.value)
+        if report is not None:
+            page = report.write("JND report", f"{models.model.name} on {models.encoder.description}; weights: "
+                                f"{models.weights or 'unknown'}")
+            print(f"sgjnd predict: report: {page}", file=sys.stderr)
     if many:
         where = f" -> {args.out}" if args.out is not None else ""
         print(f"sgjnd predict: {tally.summary()}{where}", file=sys.stderr)
     return tally.exit_code
+
+
+def _run_report(directory: Path, predictor: Any, config: Any) -> Any:
+    """The report collector of a run (imported only when --report is given)."""
+    from sgjnd.visual.report import RunReport
+    from sgjnd.visual.views import ViewSettings
+
+    settings = ViewSettings(patch_size=predictor.spec.patch_size, threshold=config.search.threshold)
+    return RunReport(directory, settings, predictor.codec, max_pixels=config.max_pixels)
 
 
 def _write_record(results: Any, record: dict[str, Any], path: Path) -> None:

@@ -1,7 +1,9 @@
 """The HTTP service: a FastAPI app factory over one model behind cross-request dynamic batching.
 
 Routes: ``POST /v1/jnd`` (the JSON result), ``POST /v1/compress`` (the JPEG at the recommended quality, the result
-in headers), ``GET /healthz``, ``GET /readyz``, ``GET /metrics`` (Prometheus text); FastAPI serves ``/openapi.json``.
+in headers), ``GET /healthz``, ``GET /readyz``, ``GET /metrics`` (Prometheus text), ``GET /`` (a self-contained page:
+drop a photo, see its JND view, download the JPEG; it calls the two ``/v1`` routes like any client), ``GET /docs``
+(Swagger UI from local assets: nothing is fetched from a CDN) and ``/openapi.json``.
 
 A request passes, in order and before any work: the bearer token, the declared body size, admission (requests in
 flight at most ``workers + queue``), the streamed body size, then the pixel count read from the image header. The
@@ -44,6 +46,7 @@ from sgjnd.serve.errors import ApiError, api_error, api_error_from
 from sgjnd.serve.limits import Admission, check_bearer, check_content_length, check_pixels, limit_receive
 from sgjnd.serve.metrics import CONTENT_TYPE, Metrics
 from sgjnd.serve.schemas import ERRORS, IMAGE_BODY, HealthResponse, JNDResponse, ReadyResponse
+from sgjnd.visual.views import BELOW_STEPS
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,20 @@ class Service:
     def ready(self) -> bool:
         """Whether the model is loaded and requests are taken."""
         return self.predictor is not None and self._executor is not None
+
+    def page_settings(self) -> dict[str, Any]:
+        """What the service page's script needs: limits, whether a token is required, the model's patch size."""
+        models = self._models
+        return {
+            "token_required": self.config.token is not None,
+            "max_body_bytes": self.config.limits.max_body_bytes,
+            "max_pixels": self.config.predict.max_pixels,
+            "patch_size": models.model.patch_size if models is not None else 0,
+            "threshold": self.config.predict.search.threshold,
+            "below_steps": BELOW_STEPS,
+            "model": models.model.name if models is not None else "not loaded",
+            "backend": models.encoder.description if models is not None else "not loaded",
+        }
 
     def describe(self) -> dict[str, Any]:
         """The readiness report."""
@@ -291,9 +308,12 @@ def create_app(config: ServeConfig) -> FastAPI:
         version=__version__,
         description="JND prediction and content-aware JPEG compression with SG-JND.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's own pages load their scripts from a CDN: blank on an offline box
+        redoc_url=None,
     )
     app.state.service = service
     _add_error_handlers(app)
+    _add_pages(app, service)
 
     @app.post("/v1/jnd", response_model=JNDResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
     async def jnd(request: Request) -> JSONResponse:
@@ -362,6 +382,51 @@ def create_app(config: ServeConfig) -> FastAPI:
     # Wraps routing and the handlers above, so it sees (and counts) every response they send.
     app.add_middleware(_Guard, service=service)
     return app
+
+
+DOCS_ASSETS = "/docs-assets"
+"""Where the Swagger UI files (from the ``fastapi-offline`` package) are served."""
+
+
+def _add_pages(app: FastAPI, service: Service) -> None:
+    """``GET /``: the JND page; ``GET /docs``: Swagger UI on local assets. Both are public; the API calls they make
+    carry the token the user enters, and every limit of the API applies to them."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from sgjnd.visual.page import service_page
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(service_page(service.page_settings()))
+
+    assets = _swagger_assets()
+    if assets is None:
+        log.warning("fastapi-offline is not installed: /docs is off (pip install 'sgjnd[serve]'); /openapi.json works")
+        return
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+
+def _swagger_assets() -> Path | None:
+    """The folder of Swagger UI's files shipped by ``fastapi-offline`` (MIT), or None when it is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "static"
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
 
 
 def _predictor(service: Service) -> JNDPredictor:

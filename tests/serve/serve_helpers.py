@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +43,60 @@ def make_config(model_dir: Path, predict: PredictConfig, **overrides: Any) -> An
     }
     fields.update(overrides)
     return ServeConfig(**fields)
+
+
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 20.0
+_LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+# `sgjnd serve` through the CLI when cli.COMMANDS lists it; through the subcommand module alone until then.
+_RUNNER = """
+import argparse, sys
+from sgjnd import cli
+if "serve" in cli.COMMANDS:
+    sys.exit(cli.main(sys.argv[1:]))
+from sgjnd.commands import serve
+parser = argparse.ArgumentParser(prog="sgjnd")
+serve.add_parser(parser.add_subparsers(dest="command"))
+args = parser.parse_args(sys.argv[1:])
+sys.exit(args.run(args))
+"""
+
+
+@contextlib.contextmanager
+def running_server(args: list[str], *, token: str | None = None) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`sgjnd serve ARGS --port 0` as a real uvicorn process on 127.0.0.1: (base URL, process); stopped after.
+
+    The port is chosen by the OS and read from uvicorn's log; the log is kept read so the server never blocks.
+    """
+    command = [sys.executable, "-c", _RUNNER, "serve", *args, "--port", "0"]
+    env = {**os.environ, **({"SGJND_SERVE_TOKEN": token} if token else {})}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: list[str] = []
+    found = threading.Event()
+    port: list[int] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            match = _LISTENING.search(line)
+            if match and not port:
+                port.append(int(match.group(1)))
+                found.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        if not found.wait(START_TIMEOUT_S):
+            pytest.fail(f"sgjnd serve did not start within {START_TIMEOUT_S} s:\n{''.join(lines)}")
+        yield f"http://127.0.0.1:{port[0]}", proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(STOP_TIMEOUT_S)
+        reader.join(STOP_TIMEOUT_S)
