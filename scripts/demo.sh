@@ -52,7 +52,8 @@ sgjnd export "$CKPT" -o "$MODEL"
 
 step "predict with ONNX Runtime FP32 from the model directory alone"
 sgjnd predict "${PHOTOS[@]}" --backend onnxruntime --model "$MODEL" "${SEARCH[@]}" --json > "$OUT/predict-ort-fp32.jsonl"
-sgjnd predict "${PHOTOS[@]}" --backend onnxruntime --model "$MODEL" "${SEARCH[@]}" | tee "$OUT/predict-ort-fp32.txt"
+sgjnd predict "${PHOTOS[@]}" --backend onnxruntime --model "$MODEL" "${SEARCH[@]}" --report "$OUT/report" \
+    | tee "$OUT/predict-ort-fp32.txt"
 
 step "compare ONNX Runtime FP32 with the PyTorch reference"
 sgjnd compare "${PHOTOS[@]}" --ref "torch:$CKPT" --target "onnxruntime:$MODEL" "${SEARCH[@]}" \
@@ -99,3 +100,4 @@ step "quick benchmark (tiny model): latency, end-to-end stages, drift against Py
 sgjnd bench --profile quick -o "$OUT/bench"
 
 printf '\nDemo artifacts are in %s/ (benchmark report: %s/bench/bench.md, plots: %s/bench/*.png)\n' "$OUT" "$OUT" "$OUT"
+printf 'Visual JND report (open it in a browser; self-contained, works offline): %s\n' "$(realpath "$OUT/report/report.html")"

@@ -36,8 +36,9 @@ CSP = ("default-src 'none'; img-src data: blob:; style-src 'unsafe-inline'; scri
 
 
 def _json_block(element_id: str, value: Any) -> str:
-    # "</" cannot end the script block early once escaped; JSON stays valid.
-    text = json.dumps(value, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
+    # <, > and & as JSON escapes: no text in the data can end the script block or open a comment in it.
+    text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 

@@ -95,14 +95,15 @@ function sgjndCurve(view) {
   return sgjndEl("div", {class: "sgjnd-curve-box"}, svg, legend);
 }
 
-// q in [0, 1] -> red (visible) .. green (invisible); w -> opacity relative to the largest weight.
-function sgjndPatchColour(p, mode, wmax) {
+// q in [0, 1] -> red (visible) .. green (invisible); w -> opacity from the smallest (faint) to the largest weight.
+function sgjndPatchColour(p, mode, wmin, wmax) {
   if (mode === "q") {
     const q = Number.isFinite(p.q) ? Math.min(Math.max(p.q, 0), 1) : 0;
     return `hsla(${Math.round(120 * q)}, 85%, 45%, 0.55)`;
   }
-  const w = Number.isFinite(p.w) && wmax > 0 ? p.w / wmax : 0;
-  return `rgba(255, 170, 0, ${(0.08 + 0.8 * w).toFixed(3)})`;
+  if (!Number.isFinite(p.w)) return "rgba(0, 0, 0, 0)";
+  const w = wmax > wmin ? (p.w - wmin) / (wmax - wmin) : 1;
+  return `rgba(255, 170, 0, ${(0.05 + 0.8 * w).toFixed(3)})`;
 }
 
 // The photo with the patch grid over it, coloured by q or by w (toggle).
@@ -112,7 +113,8 @@ function sgjndGrid(view) {
   const img = sgjndEl("img", {src: view.overview.src, alt: `${view.title} with its patch grid`,
                               class: "photo"});
   stage.appendChild(img);
-  const wmax = Math.max(0, ...view.patches.map((p) => (Number.isFinite(p.w) ? p.w : 0)));
+  const weights = view.patches.map((p) => p.w).filter((w) => w !== null && Number.isFinite(w));
+  const wmin = weights.length ? Math.min(...weights) : 0, wmax = weights.length ? Math.max(...weights) : 0;
   const cells = view.patches.map((p) => {
     const cell = sgjndEl("div", {class: "cell"});
     cell.style.left = `${(100 * p.x) / view.width}%`;
@@ -125,11 +127,12 @@ function sgjndGrid(view) {
     return [cell, p];
   });
   const paint = (mode) => {
-    for (const [cell, p] of cells) cell.style.background = sgjndPatchColour(p, mode, wmax);
+    for (const [cell, p] of cells) cell.style.background = sgjndPatchColour(p, mode, wmin, wmax);
     for (const b of buttons.children) b.classList.toggle("on", b.dataset.mode === mode);
     caption.textContent = mode === "q" ?
       "patch quality q at the recommended QF: green = judged invisible, red = visible" :
-      "patch weight w: brighter = weighs more in S; outlined: the most-weighted patch (zoomed below)";
+      `patch weight w (${wmin.toFixed(2)} faint .. ${wmax.toFixed(2)} bright): how much each patch counts in S; ` +
+      "outlined: the most-weighted patch (zoomed below)";
   };
   const buttons = sgjndEl("div", {class: "toggle"});
   for (const mode of ["q", "w"]) {
@@ -201,7 +204,7 @@ function sgjndRender(view) {
   const jnd = view.jnd_qf === null || view.jnd_qf === undefined ? "none" : view.jnd_qf;
   const use = view.recommended_qf === null || view.recommended_qf === undefined ? "none" : view.recommended_qf;
   const head = sgjndEl("div", {class: "sgjnd-head"},
-    sgjndEl("h2", {text: view.title}),
+    sgjndEl("h2", {text: view.title.split(/[\\/]/).pop(), title: view.title}),
     sgjndEl("div", {class: "facts"},
       sgjndEl("span", {class: "fact jnd", text: `JND QF ${jnd}`}),
       sgjndEl("span", {class: "fact use", text: `use QF ${use}`}),
