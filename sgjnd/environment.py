@@ -21,12 +21,13 @@ _LIBRARIES = (
     "onnxruntime-gpu",
     "tensorrt",
     "tensorrt-rtx-cu13",
+    "openvino",
     "cuda-python",
     "cuda-bindings",
     "nvidia-modelopt",
     "scikit-image",
 )
-_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 
 def library_versions() -> dict[str, str | None]:
@@ -41,7 +42,12 @@ def library_versions() -> dict[str, str | None]:
 
 
 def cpu_info() -> dict[str, Any]:
-    """CPU model, core count and the instruction-set flags that decide INT8 and FP32 speed."""
+    """CPU model, core count and the instruction-set flags that decide INT8, BF16 and FP32 speed.
+
+    ``vnni``: integer dot products (AVX-512 VNNI or AVX-VNNI), what INT8 kernels need to be fast; ``bf16``: bf16
+    arithmetic (AVX-512-BF16 or AMX-BF16), what OpenVINO's bf16 inference needs; ``amx``: the AMX matrix engine
+    (int8 and bf16 tiles).
+    """
     model, flags = platform.processor() or "unknown", set()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -57,6 +63,8 @@ def cpu_info() -> dict[str, Any]:
         "machine": platform.machine(),
         "flags": [f for f in _CPU_FLAGS if f in flags],
         "vnni": bool({"avx512_vnni", "avx_vnni"} & flags),
+        "bf16": bool({"avx512_bf16", "amx_bf16"} & flags),
+        "amx": bool({"amx_int8", "amx_bf16"} & flags),
     }
 
 
@@ -69,7 +77,8 @@ def tensorrt_available(module_name: str = "tensorrt") -> bool:
     return hasattr(module, "Builder")
 
 
-_PROBES = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
+_PROBES = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx",
+           "openvino": "openvino"}
 _NOTES = {"tensorrt-rtx": " (builds engines without a GPU; running them needs an RTX-class GPU, cc 7.5/8.x/12.x)"}
 
 
@@ -97,6 +106,25 @@ def onnxruntime_providers() -> list[str]:
     return providers
 
 
+def openvino_cpu() -> dict[str, Any]:
+    """What OpenVINO's CPU plugin reports (version, ``OPTIMIZATION_CAPABILITIES``), or why it cannot say.
+
+    Returns:
+        ``{"version": ..., "capabilities": [...]}`` (``BF16``, ``INT8``, ``FP32``, ...), or ``{"reason": ...}`` when
+        OpenVINO is not installed or its CPU plugin cannot be queried.
+    """
+    if importlib.util.find_spec("openvino") is None:
+        return {"reason": f"not installed (pip install 'sgjnd[{EXTRAS['openvino']}]')"}
+    try:
+        import openvino
+
+        core = openvino.Core()
+        capabilities = [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+        return {"version": openvino.__version__.split("-")[0], "capabilities": capabilities}
+    except Exception as exc:  # a broken install or a CPU the plugin refuses: report, never fail `sgjnd info`
+        return {"reason": f"{type(exc).__name__}: {exc}"}
+
+
 def environment() -> dict[str, Any]:
     """Everything above in one JSON-serialisable dictionary."""
     import cv2
@@ -109,4 +137,5 @@ def environment() -> dict[str, Any]:
         "opencv_build": cv2.__version__,
         "backends": backend_status(),
         "onnxruntime_providers": onnxruntime_providers(),
+        "openvino_cpu": openvino_cpu(),
     }

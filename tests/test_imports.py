@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt", "modelopt", "skimage", "matplotlib")
+HEAVY = ("torch", "onnx", "onnxruntime", "openvino", "tensorrt", "modelopt", "skimage", "matplotlib")
 
 
 def imported_after(code: str) -> set[str]:

@@ -29,8 +29,9 @@ class Target:
 
     Attributes:
         name: short unique label used in rows and tables (``ort-cpu/fp32``).
-        backend: registry name of the backend (``torch``, ``onnxruntime``, ``tensorrt``).
-        precision: which prepared graphs to run (``fp32``, ``fp16``, ``int8``, ``int8-ort``).
+        backend: registry name of the backend (``torch``, ``onnxruntime``, ``openvino``, ``tensorrt``).
+        precision: which prepared graphs to run (``fp32``, ``fp16``, ``int8``, ``int8-ort``), or ``bf16`` (the fp32
+            graphs at bf16 inference precision, openvino only).
         providers: ONNX Runtime execution providers in order (``cpu``, ``cuda``, ``tensorrt``); empty otherwise.
         device: where it computes; GPU targets are timed with synchronisation and are not capped by
             ``cpu_max_batch``.
@@ -53,6 +54,10 @@ DEFAULT_TARGETS: tuple[Target, ...] = (
     Target("ort-cpu/fp32", "onnxruntime", "fp32", ("cpu",), label="ONNX Runtime CPU FP32"),
     Target("ort-cpu/int8-ort", "onnxruntime", "int8-ort", ("cpu",), label="ONNX Runtime CPU INT8 (U8S8 QDQ)"),
     Target("ort-cpu/fp16", "onnxruntime", "fp16", ("cpu",), label="ONNX Runtime CPU on the FP16 (AutoCast) graph"),
+    Target("ov-cpu/fp32", "openvino", "fp32", label="OpenVINO CPU FP32"),
+    Target("ov-cpu/bf16", "openvino", "bf16", label="OpenVINO CPU BF16 (FP32 graphs, AVX-512-BF16/AMX)"),
+    Target("ov-cpu/int8-ort", "openvino", "int8-ort", label="OpenVINO CPU INT8 (U8S8 QDQ graph)"),
+    Target("ov-cpu/int8", "openvino", "int8", label="OpenVINO CPU INT8 (S8S8 QDQ graph, TensorRT placement)"),
     Target("trt/fp32", "tensorrt", "fp32", device="gpu", label="TensorRT FP32"),
     Target("trt/fp16", "tensorrt", "fp16", device="gpu", label="TensorRT FP16 (strongly typed)"),
     Target("trt/int8", "tensorrt", "int8", device="gpu", label="TensorRT INT8 (QDQ, strongly typed)"),

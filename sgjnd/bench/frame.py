@@ -2,6 +2,10 @@
 
 - :func:`matmul_peak` measures single-precision matrix multiplication (sgemm) with numpy or torch on large square
   matrices: the practical ceiling for convolution and attention kernels on this machine.
+- :func:`engine_peak` measures the CPU's int8 (u8×s8, VNNI/AMX), bf16 (AVX-512-BF16/AMX) and fp32 matrix products
+  through OpenVINO's CPU plugin (oneDNN), the library that runs our INT8 and BF16 graphs on them. Like the sgemm
+  figures these are measured GEMM throughputs, not hardware ceilings: a network's convolutions can exceed them (on an
+  AMD EPYC, torch's and numpy's BLAS reached only about half of what OpenVINO's FP32 kernels did).
 - :func:`count_macs_torch` and :func:`count_macs_onnx` count the multiply-accumulates of one patch through the
   encoder: convolutions, fully connected layers and attention (projections, QKᵀ and attention·V). Elementwise work,
   normalisation, softmax and pooling are not counted (they are a few per cent and memory-bound). One MAC is two
@@ -33,7 +37,8 @@ from sgjnd.errors import UsageError
 if TYPE_CHECKING:
     import torch
 
-MatmulLibrary = Literal["numpy", "torch"]
+MatmulLibrary = Literal["numpy", "torch", "openvino"]
+EnginePrecision = Literal["int8", "bf16", "fp32"]
 
 RESNET50_GMAC_224 = 4.1
 """Published multiply-accumulates of ResNet-50 at 224x224, in GMAC (about 8.2 GFLOP), for orientation."""
@@ -51,6 +56,8 @@ class PeakResult:
         gflops: 2·n³ / seconds / 1e9.
         repeats: timed products (the fastest counts: a peak, not a typical value).
         note: how ``threads`` was found.
+        dtype: the arithmetic: ``float32`` (sgemm), ``int8`` (u8×s8 with int32 sums) or ``bf16``; one multiply-add
+            counts as two operations whatever the type (GOP/s for int8).
     """
 
     library: MatmulLibrary
@@ -60,6 +67,7 @@ class PeakResult:
     gflops: float
     repeats: int
     note: str = ""
+    dtype: str = "float32"
 
 
 def matmul_peak(
@@ -121,6 +129,78 @@ def matmul_peak(
             best = min(best, time.perf_counter() - start)
     gflops = 2.0 * size**3 / best / 1e9
     return PeakResult(library, size, used, best, gflops, repeats, note)
+
+
+def engine_peak(
+    precision: EnginePrecision, *, size: int = 2048, repeats: int = 3, seed: int = 0, threads: int | None = None
+) -> PeakResult:
+    """Measure int8, bf16 or fp32 matrix-multiplication throughput on ``size`` x ``size`` matrices through OpenVINO.
+
+    One MatMul of an activation by a constant weight, compiled by OpenVINO's CPU plugin: for ``int8`` both operands
+    pass through FakeQuantize (u8 activations, s8 weights), which OpenVINO's low-precision transformations turn into
+    an integer product (VNNI or AMX); for ``bf16`` the inference precision is bf16 (AVX-512-BF16 or AMX); for
+    ``fp32`` it is f32. The precision the compiled MatMul runs at is read back and checked, so a silent fallback to
+    float cannot pass for an engine peak. One untimed call warms up, then ``repeats`` are timed and the fastest
+    counts. The int8 figure includes quantising the activations and dequantising the result on every call (O(n²)
+    beside the O(n³) product).
+
+    Args:
+        precision: ``int8``, ``bf16`` or ``fp32``.
+        size: matrix side (>= 64).
+        repeats: timed products.
+        seed: seed of the random matrices.
+        threads: ``INFERENCE_NUM_THREADS``; None leaves OpenVINO's default.
+
+    Raises:
+        UsageError: unknown precision, size < 64 or repeats < 1; or OpenVINO compiled the MatMul at another precision
+            (the CPU lacks the engine).
+        ImportError: openvino is not installed.
+    """
+    if precision not in ("int8", "bf16", "fp32"):
+        raise UsageError(f"engine precision must be 'int8', 'bf16' or 'fp32', got {precision!r}")
+    if size < 64 or repeats < 1:
+        raise UsageError(f"need size >= 64 and repeats >= 1, got size={size} repeats={repeats}")
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(seed)
+    weight = rng.standard_normal((size, size), dtype=np.float32)
+    source = ops.parameter([size, size], np.float32, name="a")
+
+    def const(value: float) -> Any:
+        return ops.constant(np.float32(value))
+
+    want: tuple[str, ...]
+    if precision == "int8":
+        activations = ops.fake_quantize(source, const(0), const(8), const(0), const(8), 256)  # u8
+        weights = ops.fake_quantize(ops.constant(weight), const(-4), const(4), const(-4), const(4), 255)  # s8
+        product = ops.matmul(activations, weights, False, False)
+        hint, want = "f32", ("u8", "i8")
+    else:
+        product = ops.matmul(source, ops.constant(weight), False, False)
+        hint = "bf16" if precision == "bf16" else "f32"
+        want = (hint,)
+    properties: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+    if threads is not None:
+        properties["INFERENCE_NUM_THREADS"] = threads
+    compiled = ov.Core().compile_model(ov.Model([product], [source], f"{precision}-gemm"), "CPU", properties)
+    ran = {str(op.get_rt_info()["runtimePrecision"].astype(str)) for op in compiled.get_runtime_model().get_ops()
+           if str(op.get_rt_info()["layerType"].astype(str)) in ("MatMul", "FullyConnected")}
+    if not ran & set(want):
+        raise UsageError(f"OpenVINO ran the {precision} product at {', '.join(sorted(ran)) or 'an unknown precision'}, "
+                         f"not {'/'.join(want)}: this CPU has no {precision} matrix engine OpenVINO uses")
+    request = compiled.create_infer_request()
+    a = np.abs(rng.standard_normal((size, size), dtype=np.float32))
+    request.infer({"a": a})
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        request.infer({"a": a})
+        best = min(best, time.perf_counter() - start)
+    used = int(compiled.get_property("INFERENCE_NUM_THREADS")) or threads
+    note = f"OpenVINO {ov.__version__.split('-')[0]} CPU, MatMul ran at {'/'.join(sorted(ran))}"
+    dtype = "float32" if precision == "fp32" else precision
+    return PeakResult("openvino", size, used, best, 2.0 * size**3 / best / 1e9, repeats, note, dtype)
 
 
 def _limit_blas_threads(stack: contextlib.ExitStack, threads: int) -> str:

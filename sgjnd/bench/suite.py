@@ -37,7 +37,7 @@ from sgjnd.errors import SgjndError
 from sgjnd.progress import Progress
 from sgjnd.runtime.backends.base import Backend
 from sgjnd.runtime.backends.registry import ModelBackends, open_model
-from sgjnd.runtime.modeldir import Extension
+from sgjnd.runtime.modeldir import INFERENCE_ONLY_PRECISIONS, Extension
 from sgjnd.runtime.search import Strategy
 from sgjnd.spec import GraphName, ModelSpec
 
@@ -100,16 +100,28 @@ def unavailable_reason(target: Target, prepared: Prepared) -> str | None:
         return prepared.model_dir_reason or "no model directory"
     files: dict[str, Extension] = {"tensorrt": "engine", "tensorrt-rtx": "rtx.engine"}
     ext: Extension = files.get(target.backend, "onnx")
-    if target.precision not in available_precisions(prepared.model_dir, ext):
-        default = f"no {target.precision} {ext} files in {prepared.model_dir}"
-        return prepared.missing.get(f"{ext}:{target.precision}", default)
+    graphs = INFERENCE_ONLY_PRECISIONS.get(target.precision, target.precision)
+    if graphs not in available_precisions(prepared.model_dir, ext):
+        default = f"no {graphs} {ext} files in {prepared.model_dir}"
+        return prepared.missing.get(f"{ext}:{graphs}", default)
+    if target.backend == "openvino" and target.precision == "bf16":
+        return _bf16_reason()
     return None
+
+
+def _bf16_reason() -> str | None:
+    """Why OpenVINO bf16 cannot run on this CPU (flags and OpenVINO's capabilities), or None."""
+    from sgjnd.environment import cpu_info, openvino_cpu
+    from sgjnd.runtime.backends.openvino_backend import bf16_refusal
+
+    cpu = cpu_info()
+    return bf16_refusal(cpu["flags"], openvino_cpu().get("capabilities"), cpu["model"]) or None
 
 
 def open_target(target: Target, prepared: Prepared, config: BenchConfig) -> ModelBackends:
     """Open ``target``'s model with the run's thread setting (not loaded yet)."""
     options: dict[str, Any] = {}
-    if target.backend in ("torch", "onnxruntime"):
+    if target.backend in ("torch", "onnxruntime", "openvino"):
         options["threads"] = config.threads
     if target.backend == "onnxruntime":
         options["providers"] = target.providers or ("cpu",)
@@ -133,10 +145,20 @@ def make_feeds(spec: ModelSpec, graph: GraphName, batch: int, rng: np.random.Gen
 
 @dataclass(frozen=True)
 class FrameFigures:
-    """What latency rows need from the frame: GFLOP per patch of the encoder and the CPU's sgemm peak."""
+    """What latency rows need from the frame: GFLOP per patch of the encoder, the CPU's sgemm peak and, where
+    measured, its int8 and bf16 matrix-engine peaks (``{"int8": GOP/s, "bf16": GFLOP/s}``)."""
 
     encoder_gflop: float | None = None
     peak_gflops: float | None = None
+    engine_peaks: Mapping[str, float] = field(default_factory=dict)
+
+    def peak_for(self, precision: str) -> float | None:
+        """The peak a target of ``precision`` is bounded by: sgemm for fp32, the int8 engine for int8 and int8-ort,
+        the bf16 engine for bf16; None for mixed graphs (fp16) or an engine peak not measured."""
+        if precision == "fp32":
+            return self.peak_gflops
+        key = "int8" if precision.startswith("int8") else precision
+        return self.engine_peaks.get(key)
 
 
 def measure_latency(
@@ -217,8 +239,9 @@ def measure_latency(
                     setattr(row, key, float(np.mean(values[-stats.n:])))
         if graph == "encoder" and frame.encoder_gflop is not None and math.isfinite(rate):
             row.achieved_gflops = frame.encoder_gflop * rate
-            if target.device == "cpu" and frame.peak_gflops:
-                row.peak_fraction = row.achieved_gflops / frame.peak_gflops
+            peak = frame.peak_for(target.precision)
+            if target.device == "cpu" and peak:
+                row.peak_fraction = row.achieved_gflops / peak
         rows.append(row)
         if on_point:
             on_point(row)
@@ -391,11 +414,12 @@ def qf_drift_rows(rows: Sequence[Measurement], reference: str = REFERENCE) -> li
 
 
 def frame_rows(peaks: Sequence[PeakResult], macs: Sequence[MacCount], patch_size: int) -> list[Measurement]:
-    """Rows for the sgemm peaks and the MAC counts."""
+    """Rows for the sgemm and matrix-engine peaks and the MAC counts."""
     rows = [
-        Measurement(suite="frame", target=f"{p.library}-sgemm", device="cpu", library=p.library, size=p.size,
+        Measurement(suite="frame", target=_peak_name(p), device="cpu", library=p.library, size=p.size,
                     threads=p.threads, gflops=p.gflops, min_ms=p.seconds * 1e3, n=p.repeats,
-                    note=f"float32 {p.size}x{p.size} @ {p.size}x{p.size}, best of {p.repeats}; threads: {p.note}")
+                    note=f"{_PEAK_KINDS.get(p.dtype, p.dtype)} {p.size}x{p.size} @ {p.size}x{p.size}, best of "
+                         f"{p.repeats}; {'' if p.library == 'openvino' else 'threads: '}{p.note}")
         for p in peaks
     ]
     for m in macs:
@@ -406,6 +430,48 @@ def frame_rows(peaks: Sequence[PeakResult], macs: Sequence[MacCount], patch_size
             size=patch_size, note=f"GMAC per {patch_size}px patch: {kinds}{missing}",
         ))
     return rows
+
+
+_PEAK_KINDS = {"float32": "float32", "int8": "int8 (u8×s8, int32 sums; GOP/s)", "bf16": "bf16"}
+
+
+def _peak_name(peak: PeakResult) -> str:
+    """``numpy-sgemm``, ``torch-sgemm``, ``openvino-int8-gemm``, ``openvino-bf16-gemm``."""
+    return f"{peak.library}-sgemm" if peak.dtype == "float32" else f"{peak.library}-{peak.dtype}-gemm"
+
+
+def measure_engine_peaks(config: BenchConfig, say: Callable[[str], None]) -> tuple[list[PeakResult],
+                                                                                   list[Measurement]]:
+    """The fp32 GEMM, int8 and bf16 matrix-engine peaks through OpenVINO, or a skipped row saying why each is not
+    measured."""
+    import importlib.util
+
+    from sgjnd.bench.frame import EnginePrecision, engine_peak
+
+    peaks: list[PeakResult] = []
+    rows: list[Measurement] = []
+    kinds: tuple[EnginePrecision, ...] = ("fp32", "int8", "bf16")
+    for kind in kinds:
+        name = "openvino-sgemm" if kind == "fp32" else f"openvino-{kind}-gemm"
+        if importlib.util.find_spec("openvino") is None:
+            rows.append(Measurement(suite="frame", target=name, status="skipped",
+                                    reason=f"{kind} matrix-engine peak not measured: it is measured through OpenVINO, "
+                                           "which is not installed (pip install 'sgjnd[openvino]')"))
+            continue
+        if kind == "bf16":
+            reason = _bf16_reason()
+            if reason:
+                rows.append(Measurement(suite="frame", target=name, status="skipped",
+                                        reason=f"bf16 matrix-engine peak not measured: {reason}"))
+                continue
+        say(f"frame: OpenVINO {kind} GEMM {config.peak_size}^3")
+        try:
+            peaks.append(engine_peak(kind, size=config.peak_size, repeats=config.peak_repeats,
+                                     threads=config.threads))
+        except Exception as exc:  # the engine peak is context; its failure is a row, not the end of the run
+            rows.append(Measurement(suite="frame", target=name, status="error",
+                                    reason=f"{type(exc).__name__}: {_short(exc)}"))
+    return peaks, rows
 
 
 def measure_frame(config: BenchConfig, prepared: Prepared, say: Callable[[str], None]) -> tuple[
@@ -425,6 +491,8 @@ def measure_frame(config: BenchConfig, prepared: Prepared, say: Callable[[str], 
     for library in libraries:
         say(f"frame: {library} sgemm {config.peak_size}^3")
         peaks.append(matmul_peak(library, size=config.peak_size, repeats=config.peak_repeats, threads=config.threads))
+    engine_peaks, engine_rows = measure_engine_peaks(config, say)
+    rows += engine_rows
     macs: list[MacCount] = []
     if importlib.util.find_spec("torch"):
         import torch
@@ -443,10 +511,11 @@ def measure_frame(config: BenchConfig, prepared: Prepared, say: Callable[[str], 
         except Exception as exc:  # the ONNX count is a cross-check; its failure is a row, not the end of the run
             rows.append(Measurement(suite="frame", target="encoder-macs/onnx", status="error",
                                     reason=f"{type(exc).__name__}: {_short(exc)}"))
-    rows = frame_rows(peaks, macs, prepared.spec.patch_size) + rows
+    rows = frame_rows(peaks + engine_peaks, macs, prepared.spec.patch_size) + rows
     gflop = macs[0].gflop if macs else None
-    peak = max((p.gflops for p in peaks), default=None)
-    return rows, FrameFigures(gflop, peak)
+    peak = max((p.gflops for p in peaks + engine_peaks if p.dtype == "float32"), default=None)
+    engines = {p.dtype: p.gflops for p in engine_peaks if p.dtype != "float32"}
+    return rows, FrameFigures(gflop, peak, engines)
 
 
 # -- the run -------------------------------------------------------------------------------------------------------

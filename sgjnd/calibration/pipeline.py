@@ -4,7 +4,9 @@
 preprocessing (:mod:`sgjnd.calibration.reader`), computes or reuses cached activation ranges
 (:mod:`sgjnd.calibration.cache`), writes one QDQ graph pair per target flavour (:mod:`sgjnd.calibration.quantize`)
 or an FP16 pair (:mod:`sgjnd.calibration.fp16`), each with a sidecar, and finally compares every new pair with FP32 on
-held-out images (:mod:`sgjnd.calibration.report`).
+held-out images (:mod:`sgjnd.calibration.report`). ``bf16`` writes no graph: it runs the FP32 graphs on OpenVINO at
+bf16 inference precision and records the same report (``calibration.bf16.json``), the accuracy gate that lets
+``--backend auto`` pick it.
 
 All work happens in a temporary folder inside the model directory; graphs and sidecars are renamed into place only
 when everything has been produced and checked, so a failure leaves the directory as it was.
@@ -62,7 +64,7 @@ from sgjnd.spec import ArtifactInfo, GraphName, ModelSpec, Sidecar, read_sidecar
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["int8", "fp16"]
+Precision = Literal["int8", "fp16", "bf16"]
 Target = Literal["tensorrt", "ort-cpu", "all"]
 HeadPolicy = Literal["fp32", "int8"]
 
@@ -117,8 +119,11 @@ class CalibrateConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.precision not in ("int8", "fp16"):
-            raise UsageError(f"precision must be int8 or fp16, got {self.precision!r}")
+        if self.precision not in ("int8", "fp16", "bf16"):
+            raise UsageError(f"precision must be int8, fp16 or bf16, got {self.precision!r}")
+        if self.precision == "bf16" and not self.report:
+            raise UsageError("precision bf16 writes no graph, only the accuracy report: it cannot run without one "
+                             "(drop --no-report)")
         if self.target not in TARGETS:
             raise UsageError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.head not in ("fp32", "int8"):
@@ -136,8 +141,8 @@ class CalibrateConfig:
     @property
     def precisions(self) -> tuple[str, ...]:
         """The model-directory precisions this configuration writes."""
-        if self.precision == "fp16":
-            return ("fp16",)
+        if self.precision in ("fp16", "bf16"):
+            return (self.precision,)
         return tuple(FLAVOUR_PRECISION[f] for f in self.flavours)
 
 
@@ -262,8 +267,10 @@ def calibrate_model(
                 data.save(config.save_patches)
             outcome.data = data.summary()
             staged = _int8(model_dir, work, sources, data, config, outcome)
-        else:
+        elif config.precision == "fp16":
             staged = _fp16(model_dir, work, sources, config)
+        else:  # bf16 is an inference precision of the fp32 graphs: nothing to write, only the report below
+            staged = []
         outcome.graphs = _commit(model_dir, staged)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -272,10 +279,14 @@ def calibrate_model(
         reports = accuracy_report(
             model_dir, list(config.precisions), report_files,
             max_patches=config.report_patches, strategy=config.report_search, threads=config.threads,
+            backend="openvino" if config.precision == "bf16" else "onnxruntime",
         )
         for precision in config.precisions:
             report = reports[precision]
-            report = dataclasses.replace(report, calibration=_report_facts(outcome, precision))
+            facts = _report_facts(outcome, precision)
+            if precision == "bf16":  # the report vouches for the fp32 graphs it ran
+                facts["graph_sha256"] = {g: sidecar.artifact.sha256 for g, sidecar in sources.items()}
+            report = dataclasses.replace(report, calibration=facts)
             outcome.report[precision] = report
             path = model_dir / f"calibration.{precision}.json"
             write_atomic(path, (json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n").encode())
@@ -310,7 +321,7 @@ def _resolve_images(
     if isinstance(holdout, int):
         if folder is None:
             raise UsageError("--holdout N withholds N images of --images DIR, so --images must be a folder")
-        if config.precision == "fp16":
+        if config.precision in ("fp16", "bf16"):
             return [], files[:holdout] if holdout else files, notes
         calib, held = split_holdout(files, holdout, seed=config.reader.seed)
         return calib, held, notes
@@ -323,7 +334,7 @@ def _resolve_images(
                 "calibrated on: pass other photos to --images, or another --holdout"
             )
         return calib, held, notes
-    if config.precision == "fp16" and files:
+    if config.precision in ("fp16", "bf16") and files:
         return [], files, notes  # nothing is calibrated, so every image is held out
     if not config.report:
         return files, [], notes  # no report: every image calibrates
@@ -561,6 +572,8 @@ def _report_facts(outcome: CalibrationOutcome, precision: str) -> dict[str, Any]
     return {
         "data": outcome.data,
         "graphs": graphs,
+        # Which graphs this report vouches for (`--backend auto` trusts a report only for these bytes).
+        "graph_sha256": {g.graph: g.sha256 for g in outcome.graphs if g.precision == precision},
         "holdout": outcome.holdout,
         "cache_hits": outcome.cache_hits,
         "notes": outcome.notes,

@@ -1,7 +1,9 @@
 """Task-level accuracy of reduced-precision graphs against FP32, on held-out real images.
 
 The comparison itself is :func:`sgjnd.compare.run_comparison` (the same code as ``sgjnd compare``): the FP32 graphs
-of the model directory are the reference and each new precision a target, all on ONNX Runtime's CPU provider.
+of the model directory on ONNX Runtime's CPU provider are the reference and each new precision a target, run on ONNX
+Runtime's CPU provider too unless another backend is asked for (``backend="openvino"``, where ``bf16`` is also a
+precision: the FP32 graphs at bf16 inference precision).
 
 - Tensor level: every encoder sees the same reference and JPEG-distorted patches of the held-out images, every head
   the FP32 features; cosine, max and mean absolute error of ``features``, ``q`` and ``w``.
@@ -122,6 +124,7 @@ def accuracy_report(
     strategy: str = "coarse-to-fine",
     qfs: Sequence[int] = REPORT_QFS,
     threads: int | None = None,
+    backend: str = "onnxruntime",
 ) -> dict[str, CalibrationReport]:
     """Compare each precision's graphs in ``model_dir`` with the FP32 graphs on ``images``.
 
@@ -132,7 +135,9 @@ def accuracy_report(
         max_patches: patches per image in the JND predictions and at the tensor level.
         strategy: the QF search strategy of the JND predictions.
         qfs: JPEG qualities of the distorted patches at the tensor level.
-        threads: ONNX Runtime intra-op threads; None leaves the choice to ONNX Runtime.
+        threads: intra-op threads of every backend; None leaves the choice to each library.
+        backend: the backend that runs the targets (``onnxruntime``, ``openvino``); the reference is always ONNX
+            Runtime's CPU provider on the FP32 graphs, so reports of different backends share one reference.
 
     Returns:
         precision -> report.
@@ -142,7 +147,8 @@ def accuracy_report(
 
     options: dict[str, Any] = {"providers": ("cpu",), "threads": threads}
     reference = Target("onnxruntime", Path(model_dir), "fp32", options)
-    targets = [Target("onnxruntime", Path(model_dir), p, options) for p in precisions]
+    target_options = options if backend == "onnxruntime" else {"threads": threads}
+    targets = [Target(backend, Path(model_dir), p, target_options) for p in precisions]
     predict = PredictConfig(search=SearchConfig(strategy=strategy), max_patches=max_patches)  # type: ignore[arg-type]
     report = run_comparison([Path(p) for p in images], reference, targets, qfs=tuple(qfs),
                             max_patches=max_patches, predict_config=predict)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from sgjnd.errors import UsageError
 from sgjnd.runtime.backends.registry import ModelBackends, list_backends, open_model
-from sgjnd.runtime.modeldir import PRECISIONS
+from sgjnd.runtime.modeldir import RUN_PRECISIONS
 from sgjnd.runtime.predictor import PredictConfig
 from sgjnd.runtime.search import STRATEGIES, SearchConfig
 
@@ -18,12 +19,26 @@ _PREDICT_DEFAULTS = PredictConfig()
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """--backend, --weights/--model, --precision and backend options."""
     group = parser.add_argument_group("model")
-    group.add_argument("--backend", choices=list_backends(), default="torch", help="inference backend")
+    group.add_argument(
+        "--backend",
+        choices=[*list_backends(), "auto"],
+        default="torch",
+        help="inference backend; auto: the fastest CPU backend and precision for --model DIR among those whose graphs "
+        "passed `sgjnd calibrate`'s accuracy gate (a --precision other than fp32 restricts it to that precision)",
+    )
     group.add_argument(
         "--weights", type=Path, help="PyTorch checkpoint (.pt with its .json sidecar), for --backend torch"
     )
-    group.add_argument("--model", type=Path, help="model directory from `sgjnd export` (onnxruntime, tensorrt)")
-    group.add_argument("--precision", choices=PRECISIONS, default="fp32", help="which prepared graphs to run")
+    group.add_argument(
+        "--model", type=Path, help="model directory from `sgjnd export` (onnxruntime, openvino, tensorrt, auto)"
+    )
+    group.add_argument(
+        "--precision",
+        choices=RUN_PRECISIONS,
+        default="fp32",
+        help="which prepared graphs to run; bf16: the fp32 graphs at bf16 inference precision (openvino, on CPUs "
+        "with AVX-512-BF16 or AMX)",
+    )
     group.add_argument(
         "--providers",
         default="cpu",
@@ -45,13 +60,20 @@ def model_location(args: argparse.Namespace) -> Path:
 
 
 def open_model_from_args(args: argparse.Namespace) -> ModelBackends:
-    """Open (not yet load) the model the arguments name."""
+    """Open (not yet load) the model the arguments name; ``--backend auto`` chooses, and says what it chose."""
+    backend, precision = args.backend, args.precision
+    if backend == "auto":
+        from sgjnd.runtime.backends.choose import choose_for_model_dir
+
+        choice = choose_for_model_dir(model_location(args), precision=None if precision == "fp32" else precision)
+        print(choice.line(), file=sys.stderr)
+        backend, precision = choice.backend, choice.precision
     options: dict[str, object] = {"threads": args.threads}
-    if args.backend == "onnxruntime":
+    if backend == "onnxruntime":
         options["providers"] = tuple(p.strip() for p in args.providers.split(",") if p.strip())
-    if args.backend == "torch":
+    if backend == "torch":
         options["device"] = args.device
-    return open_model(args.backend, model_location(args), precision=args.precision, **options)
+    return open_model(backend, model_location(args), precision=precision, **options)
 
 
 def add_predict_args(parser: argparse.ArgumentParser) -> None:

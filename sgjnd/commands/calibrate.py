@@ -1,4 +1,5 @@
-"""`sgjnd calibrate`: INT8 (QDQ, calibrated on real patches) or FP16 (mixed precision) graphs beside the FP32 ones."""
+"""`sgjnd calibrate`: INT8 (QDQ, calibrated on real patches) or FP16 (mixed precision) graphs beside the FP32 ones;
+BF16 (OpenVINO) writes only the accuracy report."""
 
 from __future__ import annotations
 
@@ -25,14 +26,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "ONNX Runtime CPU: encoder.int8-ort.onnx, uint8 activations and int8 per-channel weights (U8S8). FP16: "
         "encoder.fp16.onnx with LayerNorm, Softmax and the attention kept in FP32. Calibration patches are made "
         "with the runtime's own decoding, patch grid and JPEG codec; results are cached in "
-        "MODEL_DIR/.calibration-cache keyed by graph, preprocessing, data and tool versions.",
+        "MODEL_DIR/.calibration-cache keyed by graph, preprocessing, data and tool versions. BF16: no graph (it is "
+        "the FP32 graphs at bf16 inference precision on OpenVINO, AVX-512-BF16/AMX CPUs); only the report, "
+        "calibration.bf16.json, the accuracy gate --backend auto reads.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a directory written by `sgjnd export`")
     parser.add_argument("--images", type=Path,
                         help="folder of calibration photos (searched recursively), or a .npz of patches from "
                         "--save-patches; required for int8")
-    parser.add_argument("--precision", choices=("int8", "fp16"), required=True, help="precision to prepare")
+    parser.add_argument("--precision", choices=("int8", "fp16", "bf16"), required=True,
+                        help="precision to prepare (bf16: report only, on OpenVINO)")
     parser.add_argument("--target", choices=_TARGETS, default="tensorrt",
                         help="INT8 flavour: tensorrt (*.int8.onnx), ort-cpu (*.int8-ort.onnx) or all (both, one "
                         "calibration)")
@@ -72,7 +76,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                        "--no-report)")
     group.add_argument("--report-patches", type=int, default=4, help="patches per image in the report")
     group.add_argument("--no-report", action="store_true", help="skip the accuracy report")
-    group.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    group.add_argument("--threads", type=int, default=None, help="intra-op threads (ONNX Runtime, OpenVINO)")
     parser.add_argument("--json", action="store_true", help="print the reports as JSON instead of text")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.set_defaults(run=run)

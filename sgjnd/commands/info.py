@@ -33,6 +33,17 @@ def run(args: argparse.Namespace) -> int:
         f"CPU: {cpu['model']}, {cpu['cores']} cores, flags: {', '.join(cpu['flags']) or 'none of interest'}"
         f"{'' if cpu['vnni'] else ' (no VNNI: INT8 gives little speed-up on ONNX Runtime CPU)'}"
     )
+    print(
+        f"CPU matrix engines: INT8 dot products (VNNI) {'yes' if cpu['vnni'] else 'no'}, BF16 (AVX-512-BF16/AMX) "
+        f"{'yes' if cpu['bf16'] else 'no'}, AMX {'yes' if cpu['amx'] else 'no'}"
+    )
+    ov = env["openvino_cpu"]
+    if "capabilities" in ov:
+        bf16 = "BF16" in ov["capabilities"]
+        print(f"OpenVINO {ov['version']} CPU capabilities: {', '.join(ov['capabilities'])} (openvino precisions here: "
+              f"fp32, int8-ort, int8{', bf16' if bf16 else '; no bf16: the CPU lacks AVX-512-BF16 and AMX'})")
+    else:
+        print(f"OpenVINO CPU: {ov['reason']}")
     print("libraries:")
     for name, version in env["libraries"].items():
         print(f"  {name:<24} {version or '-'}")

@@ -18,6 +18,14 @@ from sgjnd.spec import GraphName
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "int8-ort")
 """Precisions a model directory can hold; ``int8`` is the TensorRT QDQ flavour, ``int8-ort`` the U8S8 CPU one."""
 
+INFERENCE_ONLY_PRECISIONS: dict[str, str] = {"bf16": "fp32"}
+"""Precisions that are a way of running another precision's graphs, not files: name -> the graphs they run.
+``bf16``: the fp32 graphs at inference precision bf16, offered by the ``openvino`` backend on CPUs with AVX-512-BF16
+or AMX."""
+
+RUN_PRECISIONS: tuple[str, ...] = (*PRECISIONS, *INFERENCE_ONLY_PRECISIONS)
+"""Every precision a target may name (``--precision``, ``BACKEND:DIR:PRECISION``); backends refuse what they lack."""
+
 Extension = Literal["onnx", "engine", "rtx.engine"]
 """``engine``: a TensorRT engine; ``rtx.engine``: a TensorRT-RTX engine (``encoder.fp16.rtx.engine``), so both can
 live in one model directory."""
@@ -25,6 +33,12 @@ live in one model directory."""
 
 def artifact_name(graph: GraphName, precision: str = "fp32", ext: Extension = "onnx") -> str:
     """File name of ``graph`` at ``precision``: ``encoder.onnx``, ``encoder.int8.onnx``, ``head.fp16.engine``."""
+    if precision in INFERENCE_ONLY_PRECISIONS:
+        raise UsageError(
+            f"precision {precision!r} runs the {INFERENCE_ONLY_PRECISIONS[precision]} graphs at {precision} inference "
+            f"precision and is offered by the openvino backend only; with this backend, use one of "
+            f"{', '.join(PRECISIONS)}"
+        )
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     return f"{graph}.{ext}" if precision == "fp32" else f"{graph}.{precision}.{ext}"

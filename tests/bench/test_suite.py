@@ -180,8 +180,37 @@ def test_missing_graphs_and_providers_give_reasons(tmp_path):
 
 
 def test_unknown_backend_name_gives_a_reason(tmp_path):
-    reason = unavailable_reason(Target("z", "openvino", "fp32"), _prepared(tmp_path))
-    assert reason is not None and "unknown backend 'openvino'" in reason
+    reason = unavailable_reason(Target("z", "caffe", "fp32"), _prepared(tmp_path))
+    assert reason is not None and "unknown backend 'caffe'" in reason
+
+
+def test_openvino_targets_give_reasons(monkeypatch, tmp_path):
+    from sgjnd.runtime.backends import registry
+
+    monkeypatch.setitem(registry.BACKENDS, "openvino", "sgjnd.no_such_module:OpenVinoBackend")
+    reason = unavailable_reason(Target("ov", "openvino", "fp32"), _prepared(tmp_path))
+    assert reason is not None and "pip install 'sgjnd[openvino]'" in reason
+    monkeypatch.undo()
+    pytest.importorskip("openvino")
+    import sgjnd.environment as environment
+
+    # bf16 runs the fp32 graphs: without them the reason names fp32; on a CPU without bf16 the reason names the flags.
+    assert "no fp32 onnx files" in str(unavailable_reason(Target("ov", "openvino", "bf16"), _prepared(tmp_path)))
+    prepared = _prepared(tmp_path)
+    for name in ("encoder.onnx", "head.onnx"):
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setattr(environment, "cpu_info", lambda: {"model": "Test CPU", "flags": ["avx2"]})
+    reason = unavailable_reason(Target("ov", "openvino", "bf16"), prepared)
+    assert reason is not None and "Test CPU: it lacks avx512_bf16 and amx_bf16" in reason
+
+
+def test_peaks_per_precision():
+    from sgjnd.bench.suite import FrameFigures
+
+    frame = FrameFigures(2.0, 100.0, {"int8": 400.0, "bf16": 200.0})
+    assert [frame.peak_for(p) for p in ("fp32", "int8", "int8-ort", "bf16", "fp16")] == [100.0, 400.0, 400.0, 200.0,
+                                                                                         None]
+    assert FrameFigures(2.0, 100.0).peak_for("int8") is None  # not measured: no share against the FP32 peak
 
 
 # -- one real run on the tiny model -----------------------------------------------------------------------------
@@ -207,7 +236,7 @@ def tiny_run(tmp_path_factory):
     from sgjnd.cli import main
 
     out = tmp_path_factory.mktemp("bench")
-    config = _tiny_config((REFERENCE, "ort-cpu/fp32", "ort-cpu/int8-ort", "trt/fp16"))
+    config = _tiny_config((REFERENCE, "ort-cpu/fp32", "ort-cpu/int8-ort", "ov-cpu/fp32", "trt/fp16"))
     (out / "config.json").write_text(__import__("sgjnd.bench.config", fromlist=["dump_config"]).dump_config(config))
     code = main(["bench", "--config", str(out / "config.json"), "-o", str(out), "-q"])
     assert code == 0
@@ -239,6 +268,26 @@ def test_tiny_run_reports_skipped_targets_with_reasons(tiny_run):
     assert all("int8-ort" in r.reason for r in int8)
     md = (tiny_run / "bench.md").read_text()
     assert "| `trt/fp16` | TensorRT FP16 (strongly typed) | SKIPPED |" in md or "| `trt/fp16` |" in md
+
+
+def test_tiny_run_measures_openvino_beside_the_others(tiny_run):
+    import importlib.util
+
+    from sgjnd.bench.results import read_run
+
+    run = read_run(tiny_run / "bench.json")
+    rows = run.select(target="ov-cpu/fp32")
+    engines = {r.target: r for r in run.select("frame") if r.target.startswith("openvino-")}
+    assert set(engines) == {"openvino-sgemm", "openvino-int8-gemm", "openvino-bf16-gemm"}  # or rows saying why not
+    if importlib.util.find_spec("openvino") is None:
+        assert rows and all(r.status == "skipped" and "sgjnd[openvino]" in r.reason for r in rows)
+        assert all(r.status == "skipped" and "not measured" in r.reason for r in engines.values())
+        return
+    latency = run.select("latency", target="ov-cpu/fp32", graph="encoder", status="ok")
+    assert latency and all(r.achieved_gflops and r.achieved_gflops > 0 for r in latency)
+    drift = {r.output: r for r in run.select("drift", target="ov-cpu/fp32")}
+    assert drift["features"].passed and drift["jnd_qf"].qf_diff == 0
+    assert engines["openvino-sgemm"].status == "ok" and engines["openvino-sgemm"].gflops > 0
 
 
 def test_cli_compare_mode(tiny_run, tmp_path, capsys):

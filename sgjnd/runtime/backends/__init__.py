@@ -1,1 +1,1 @@
-"""Inference backends behind one interface: torch (reference), onnxruntime, tensorrt."""
+"""Inference backends behind one interface: torch (reference), onnxruntime, openvino, tensorrt, tensorrt-rtx."""

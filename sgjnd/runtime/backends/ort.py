@@ -18,7 +18,13 @@ from sgjnd.errors import BackendError, BackendUnavailable, SpecError, UsageError
 from sgjnd.fileio import atomic_output, sha256_bytes, write_atomic
 from sgjnd.runtime.backends.base import Backend
 from sgjnd.runtime.backends.registry import ModelBackends, graph_names
-from sgjnd.runtime.modeldir import PRECISIONS, artifact_path, available_precisions, require_model_dir
+from sgjnd.runtime.modeldir import (
+    PRECISIONS,
+    artifact_name,
+    artifact_path,
+    available_precisions,
+    require_model_dir,
+)
 from sgjnd.spec import GraphName, GraphSpec, ModelSpec, Sidecar, read_sidecar, sidecar_path
 
 log = logging.getLogger(__name__)
@@ -249,21 +255,15 @@ class OrtBackend(Backend):
     def _load(self) -> None:
         import onnxruntime as ort
 
-        precision = _precision_of(self.artifact)
+        precision = precision_of(self.artifact)
         hint = rebuild_hint(self.artifact.parent, precision)
         sidecar = read_sidecar(self.artifact, rebuild_hint=hint, verify_hash=False)
-        _check_sidecar(sidecar, self.artifact, self.model, self.graph.name, hint)
+        check_onnx_sidecar(sidecar, self.artifact, self.model, self.graph.name, hint)
         # Hash the bytes the session is built from, so the file cannot change between the check and the load.
-        data = self.artifact.read_bytes()
-        actual = sha256_bytes(data)
-        if actual != sidecar.artifact.sha256:
-            raise SpecError(
-                f"{self.artifact} does not match its sidecar: sha256 {actual[:12]}… but "
-                f"{sidecar_path(self.artifact).name} records {sidecar.artifact.sha256[:12]}… (the file was changed, "
-                f"truncated or replaced). Regenerate it with: {hint}"
-            )
+        data = read_verified_bytes(self.artifact, sidecar, hint)
+        actual = sidecar.artifact.sha256
         if self._max_batch is None:
-            self._max_batch = _max_batch_of(sidecar)
+            self._max_batch = max_batch_of(sidecar)
         providers = resolve_providers(self.providers)
         options = self._session_options(ort)
         provider_options = [self._options_for(p, sidecar) for p in providers]
@@ -355,7 +355,7 @@ def _tensorrt_ep_options(artifact: Path, sidecar: Sidecar, max_batch: int | None
     return dict(tensorrt_ep_options_for(artifact, sidecar, max_batch))
 
 
-def _precision_of(artifact: Path) -> str:
+def precision_of(artifact: Path) -> str:
     """Precision encoded in a model-directory file name (``encoder.onnx`` -> fp32, ``head.fp16.onnx`` -> fp16)."""
     parts = artifact.name.split(".")
     return parts[1] if len(parts) == 3 and parts[1] in PRECISIONS else "fp32"
@@ -376,12 +376,32 @@ def _warn_if_u8s8_saturates(artifact: Path, sidecar: Sidecar) -> None:
                     "`sgjnd calibrate ... --reduce-range on` for such CPUs", artifact.name, cpu["model"])
 
 
-def _max_batch_of(sidecar: Sidecar) -> int | None:
+def read_verified_bytes(artifact: Path, sidecar: Sidecar, hint: str) -> bytes:
+    """The bytes of ``artifact``, read once and checked against the sha256 its sidecar records.
+
+    Build the session from these bytes (never from the path again), so the file cannot change between the check and
+    the load.
+
+    Raises:
+        SpecError: the hash differs; the message names the command that regenerates the artifact.
+    """
+    data = artifact.read_bytes()
+    actual = sha256_bytes(data)
+    if actual != sidecar.artifact.sha256:
+        raise SpecError(
+            f"{artifact} does not match its sidecar: sha256 {actual[:12]}… but "
+            f"{sidecar_path(artifact).name} records {sidecar.artifact.sha256[:12]}… (the file was changed, "
+            f"truncated or replaced). Regenerate it with: {hint}"
+        )
+    return data
+
+
+def max_batch_of(sidecar: Sidecar) -> int | None:
     value = sidecar.artifact.details.get("max_batch")
     return int(value) if isinstance(value, int) and value > 0 else None
 
 
-def _check_sidecar(sidecar: Sidecar, artifact: Path, model: ModelSpec, graph: GraphName, hint: str) -> None:
+def check_onnx_sidecar(sidecar: Sidecar, artifact: Path, model: ModelSpec, graph: GraphName, hint: str) -> None:
     """Refuse a sidecar that is not an ONNX graph of ``graph`` of ``model``."""
     info = sidecar.artifact
     where = sidecar_path(artifact)
@@ -451,11 +471,39 @@ def open_model(
             command that regenerates them.
     """
     model_dir = Path(model_dir)
+    sidecars = read_graph_sidecars(model_dir, precision)
+    enc = sidecars["encoder"]
+    model = enc.model
+    backends = {
+        graph: OrtBackend(
+            artifact_path(model_dir, graph, precision),
+            model,
+            model.graph(graph),
+            providers=providers,
+            threads=threads,
+            max_batch=max_batch_of(sidecars[graph]),
+            **options,
+        )
+        for graph in graph_names()
+    }
+    return ModelBackends(model=model, encoder=backends["encoder"], head=backends["head"], weights=enc.artifact.weights)
+
+
+def read_graph_sidecars(model_dir: Path, precision: str) -> dict[GraphName, Sidecar]:
+    """The sidecars of both ONNX graphs of ``model_dir`` at ``precision``, checked to describe one model.
+
+    Cheap: the graphs' hashes are checked at load, on the bytes that are loaded.
+
+    Raises:
+        UsageError: unknown precision.
+        SpecError: the directory, a graph or a sidecar is missing, or the sidecars disagree; the message names the
+            command that regenerates them.
+    """
     if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+        artifact_name("encoder", precision)  # raises, explaining an inference-only precision such as bf16
     hint = rebuild_hint(model_dir, precision)
     require_model_dir(model_dir, rebuild_hint=hint)
-    sidecars: dict[str, Sidecar] = {}
+    sidecars: dict[GraphName, Sidecar] = {}
     for graph in graph_names():
         path = artifact_path(model_dir, graph, precision)
         if not path.is_file():
@@ -472,20 +520,7 @@ def open_model(
             f"({enc.model.name} {str(enc.artifact.checkpoint_sha256)[:12]}… vs {head.model.name} "
             f"{str(head.artifact.checkpoint_sha256)[:12]}…). Regenerate both with: {hint}"
         )
-    model = enc.model
-    backends = {
-        graph: OrtBackend(
-            artifact_path(model_dir, graph, precision),
-            model,
-            model.graph(graph),
-            providers=providers,
-            threads=threads,
-            max_batch=_max_batch_of(sidecars[graph]),
-            **options,
-        )
-        for graph in graph_names()
-    }
-    return ModelBackends(model=model, encoder=backends["encoder"], head=backends["head"], weights=enc.artifact.weights)
+    return sidecars
 
 
 __all__ = [
@@ -493,9 +528,14 @@ __all__ = [
     "DEFAULT_PROVIDERS",
     "PROVIDER_ALIASES",
     "OrtBackend",
+    "check_onnx_sidecar",
     "check_session_io",
     "compiling_providers",
+    "max_batch_of",
     "open_model",
+    "precision_of",
+    "read_graph_sidecars",
+    "read_verified_bytes",
     "rebuild_hint",
     "resolve_providers",
 ]

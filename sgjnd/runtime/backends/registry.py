@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,15 +12,22 @@ from sgjnd.errors import BackendUnavailable, UsageError
 from sgjnd.runtime.backends.base import Backend
 from sgjnd.spec import GraphName, ModelSpec
 
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+"""The backend name that asks :func:`open_model` to choose (see :mod:`sgjnd.runtime.backends.choose`)."""
+
 BACKENDS: dict[str, str] = {
     "torch": "sgjnd.runtime.backends.torch_backend:TorchBackend",
     "onnxruntime": "sgjnd.runtime.backends.ort:OrtBackend",
     "tensorrt": "sgjnd.runtime.backends.trt:TrtBackend",
     "tensorrt-rtx": "sgjnd.runtime.backends.trt_rtx:RtxBackend",
+    "openvino": "sgjnd.runtime.backends.openvino_backend:OpenVinoBackend",
 }
 """Backend name -> implementing class."""
 
-EXTRAS: dict[str, str] = {"torch": "torch", "onnxruntime": "ort", "tensorrt": "trt", "tensorrt-rtx": "trt-rtx"}
+EXTRAS: dict[str, str] = {"torch": "torch", "onnxruntime": "ort", "tensorrt": "trt", "tensorrt-rtx": "trt-rtx",
+                          "openvino": "openvino"}
 """Backend name -> the pip extra that installs its dependencies."""
 
 
@@ -78,11 +86,20 @@ def open_model(backend: str, location: Path, *, precision: str = "fp32", **optio
     """Open both graphs of a model on ``backend`` (not loaded yet: use the result in a ``with`` block).
 
     Args:
-        backend: a registered backend name.
-        location: a checkpoint (torch) or a model directory (onnxruntime, tensorrt).
-        precision: which prepared artifacts to use where a directory holds several.
+        backend: a registered backend name, or ``auto``: the fastest CPU backend and precision for the model
+            directory ``location`` among those whose graphs passed the accuracy gate (a ``precision`` other than fp32
+            restricts the choice to it); the pick is logged (INFO).
+        location: a checkpoint (torch) or a model directory (onnxruntime, openvino, tensorrt).
+        precision: which prepared artifacts to use where a directory holds several (bf16: the fp32 graphs at bf16
+            inference precision, openvino only).
         options: passed to the backend's constructor.
     """
+    if backend == AUTO:
+        from sgjnd.runtime.backends.choose import choose_for_model_dir
+
+        choice = choose_for_model_dir(Path(location), precision=None if precision == "fp32" else precision)
+        log.info("%s", choice.line())
+        backend, precision = choice.backend, choice.precision
     cls = backend_class(backend)
     opener = getattr(cls, "open_model", None)
     if opener is None:
