@@ -38,7 +38,7 @@ from sgjnd.runtime.predictor import PredictConfig
 from sgjnd.runtime.search import SearchConfig
 from sgjnd.serve.config import ServeConfig, ServeLimits
 from sgjnd.serve.metrics import parse_histogram
-from sgjnd.serve.server import is_loopback
+from sgjnd.serve.server import is_loopback, uvicorn_options
 
 TOKEN = "loadtest"
 BODY_LIMIT = 1 << 20
@@ -200,10 +200,8 @@ def running_server(config: ServeConfig, *, start_timeout_s: float = 120.0) -> It
 
     if not is_loopback("127.0.0.1"):  # pragma: no cover - a guard against edits of the line below
         raise SystemExit("loopback only")
-    limit = config.limits.workers + config.limits.queue + 32
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(config), host="127.0.0.1", port=0, log_level="warning", limit_concurrency=limit)
-    )
+    options = {**uvicorn_options(config, host="127.0.0.1", port=0), "log_level": "warning"}
+    server = uvicorn.Server(uvicorn.Config(create_app(config), **options))
     thread = threading.Thread(target=server.run, name="loadtest-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout_s

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sgjnd.errors import UsageError
-from sgjnd.fileio import atomic_output
+from sgjnd.fileio import _FILE_MODE, atomic_output
 from sgjnd.jobs import DoneSet, InputItem, Skip, is_list_file, read_list
 from sgjnd.runtime.decode import decode_image, detect_format
 from sgjnd.runtime.jpeg import psnr
@@ -412,6 +412,7 @@ def write_output(path: Path, data: bytes, *, overwrite: bool) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)  # the temporary file is 0600; give the output the mode a plain open() would
         if overwrite:
             os.replace(tmp, path)
             return
@@ -516,12 +517,16 @@ def _checked_icc(icc: bytes, notes: list[str]) -> bytes | None:
 def exif_with_orientation(exif: bytes, orientation: int) -> tuple[bytes, int | None]:
     """Set the orientation tag of IFD0 of an EXIF TIFF structure.
 
+    Every orientation entry of IFD0 is rewritten as one SHORT holding ``orientation``, whatever its stored type
+    (SHORT or LONG) and however many entries there are, so that no reader rotates the written pixels again.
+
     Args:
         exif: the TIFF structure (starting with ``II*\\0`` or ``MM\\0*``).
         orientation: the new value, 1..8.
 
     Returns:
-        The changed bytes (unchanged when the tag is absent) and the previous value (None when absent).
+        The changed bytes (unchanged when the tag is absent) and the previous value as the decoder applied it (the
+        first entry, read as OpenCV reads it; None when absent).
 
     Raises:
         ValueError: not a TIFF structure; struct.error or IndexError: IFD0 is cut short.
@@ -531,15 +536,16 @@ def exif_with_orientation(exif: bytes, orientation: int) -> tuple[bytes, int | N
         raise ValueError("not a TIFF structure")
     (offset,) = struct.unpack_from(order + "I", exif, 4)
     (count,) = struct.unpack_from(order + "H", exif, offset)
+    changed = bytearray(exif)
+    old: int | None = None
     for i in range(count):
         at = offset + 2 + 12 * i
-        tag, kind, n = struct.unpack_from(order + "HHI", exif, at)
-        if tag == ORIENTATION_TAG and kind == 3 and n == 1:  # SHORT, left-justified in the value field
-            (old,) = struct.unpack_from(order + "H", exif, at + 8)
-            changed = bytearray(exif)
-            struct.pack_into(order + "H", changed, at + 8, orientation)
-            return bytes(changed), int(old)
-    return exif, None
+        (tag,) = struct.unpack_from(order + "H", exif, at)
+        if tag == ORIENTATION_TAG:
+            if old is None:  # the decoder applied the first entry's leading 16 bits (see runtime/decode.py)
+                (old,) = struct.unpack_from(order + "H", exif, at + 8)
+            struct.pack_into(order + "HHIHH", changed, at, ORIENTATION_TAG, 3, 1, orientation, 0)
+    return (exif, None) if old is None else (bytes(changed), int(old))
 
 
 def _jpeg_metadata(data: bytes, notes: list[str]) -> tuple[bytes | None, bytes | None]:

@@ -25,6 +25,10 @@ class ImageError(SgjndError):
     exit_code = 3
 
 
+class PixelLimitError(ImageError):
+    """An image has more pixels than the limit (the decompression-bomb guard); the service answers 413."""
+
+
 class SpecError(SgjndError):
     """A spec sidecar is missing, unreadable, or does not match its artifact or the running environment."""
 

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import stat
 import threading
 import time
 from collections import deque
@@ -36,7 +37,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from sgjnd.errors import ImageError, SgjndError, UsageError
-from sgjnd.fileio import sha256_bytes
+from sgjnd.fileio import check_output_file, file_kind, image_bytes_limit, read_regular_file, sha256_bytes
 from sgjnd.runtime.backends.base import Backend
 from sgjnd.runtime.backends.registry import ModelBackends
 from sgjnd.runtime.predictor import JNDPredictor, JNDResult
@@ -93,7 +94,15 @@ def check_inputs(args: Sequence[Path]) -> None:
         raise UsageError("no inputs: give image files, folders or .txt lists of paths")
     for arg in args:
         if is_list_file(arg) and not arg.is_file():
-            raise UsageError(f"{arg}: no such list file; expected a .txt file with one image path per line")
+            try:
+                mode = os.stat(arg).st_mode
+            except OSError:
+                mode = None
+            if mode is None:
+                raise UsageError(f"{arg}: no such list file; expected a .txt file with one image path per line")
+            raise UsageError(
+                f"{arg} is {file_kind(mode)}, not a regular file; expected a .txt file with one image path per line"
+            )
 
 
 def expand_inputs(args: Iterable[Path], *, exclude: Iterable[Path] = ()) -> Iterator[InputItem]:
@@ -181,7 +190,9 @@ def _walk(root: Path, skip: set[str]) -> Iterator[Path]:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 subfolders.append(path)
-            elif Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
+            elif Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and not entry.is_dir():
+                # A special file (FIFO, device, socket, dangling link) with an image name is yielded, not skipped
+                # in silence: reading it fails that item with the reason, without reading (or hanging on) it.
                 yield path
         stack.extend(reversed(subfolders))  # popped in sorted order
 
@@ -230,7 +241,9 @@ class DoneSet:
 class ResultLog:
     """An append-only JSON-lines file of per-file records that a killed run can resume from.
 
-    Opening reads the existing records, cuts off a torn last line (a line without its newline, left by a kill or a
+    Only a results log of ours is opened (see :func:`is_results_log`): any other existing file, and anything that is
+    not a regular file, is refused with a UsageError and left untouched. Opening reads the existing records, cuts off
+    a torn last line (a line without its newline, left by a kill or a
     full disk), and remembers each record's ``path`` and ``sha256``. A failed record counts as finished unless
     ``retry_failed``. An exclusive lock (``flock``) keeps a second run from appending to the same file.
 
@@ -259,15 +272,23 @@ class ResultLog:
     def __enter__(self) -> ResultLog:
         if self.path.is_dir():
             raise UsageError(f"{self.path} is a folder; expected the path of a .jsonl results file")
+        check_results_log(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             created = not self.path.exists()
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            # O_NONBLOCK: a FIFO swapped in after the check cannot hang the open; fstat below refuses it.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o644)
             if created:
                 _fsync_folder(self.path.parent)  # the new name survives a power cut, not only a kill
         except OSError as exc:
             raise UsageError(f"cannot open {self.path} for appending: {exc.strerror or exc}; check the path") from exc
         try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise UsageError(
+                    f"{self.path} is {file_kind(mode)}, not a regular file; expected the path of a .jsonl results file"
+                )
+            os.set_blocking(fd, True)
             _lock_exclusive(fd, self.path)
             self._load(fd)
         except BaseException:
@@ -344,6 +365,44 @@ class ResultLog:
             return
         sha = record.get("sha256")
         self.done.add(record["path"], sha if isinstance(sha, str) else None)
+
+
+RESULTS_LOG_WHAT = "results file (.jsonl)"
+
+_FIRST_LINE_LIMIT = 64 << 20
+"""The longest first line read to recognise a results log (a record with every patch of a large image fits)."""
+
+_TORN_FIRST_RECORD = b'{"source": '
+"""How every record of ours starts: a file with only part of its first line is ours when it starts so."""
+
+
+def is_results_log(path: Path) -> bool:
+    """True when ``path`` is a results log sgjnd wrote, which a run may resume (and cut a torn last line from).
+
+    Ours: an empty file; a file whose first line is a JSON object with ``path`` and ``sha256`` (every record
+    :func:`run_jobs` makes has both); or a file holding only part of such a first line (``{"source": ...``, left by
+    a run killed while writing its first record). Anything else (an image, a CSV, someone's notes) is not.
+    """
+    with open(path, "rb") as fh:
+        first = fh.readline(_FIRST_LINE_LIMIT)
+    if not first:
+        return True
+    if not first.endswith(b"\n"):
+        return len(first) < _FIRST_LINE_LIMIT and first.startswith(_TORN_FIRST_RECORD)
+    try:
+        record = json.loads(first)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(record, dict) and isinstance(record.get("path"), str) and "sha256" in record
+
+
+def check_results_log(path: Path) -> None:
+    """Refuse a ``--out`` that is not a results log of ours (or missing, or empty), before any work.
+
+    Raises:
+        UsageError: the path is a folder, FIFO, device, or a file that is not a results log; it is left untouched.
+    """
+    check_output_file(path, what=RESULTS_LOG_WHAT, ours=is_results_log)
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -557,7 +616,7 @@ def _resolved(outcome: Outcome) -> Future[Outcome]:
 def _run_one(job: Job, item: InputItem, prepared: Any, is_done: Callable[[str, str | None], bool]) -> Outcome:
     path = item_key(item.path)
     try:
-        data = read_input(item.path)
+        data = read_input(item.path, getattr(job, "max_input_bytes", DEFAULT_INPUT_BYTES))
     except ImageError as exc:
         if is_done(path, None):
             return Outcome(item, "skipped", reason="already recorded")
@@ -595,20 +654,20 @@ def _failed(item: InputItem, exc: BaseException, sha: str | None) -> Outcome:
     return Outcome(item, "failed", record, reason=fields["error"], exit_code=fields["exit_code"])
 
 
-def read_input(path: Path) -> bytes:
+DEFAULT_INPUT_BYTES = image_bytes_limit(100_000_000)
+"""The largest input file read when a job states no limit (the bytes of the default pixel limit)."""
+
+
+def read_input(path: Path, max_bytes: int = DEFAULT_INPUT_BYTES) -> bytes:
     """The bytes of an input file, with the messages :func:`~sgjnd.runtime.decode.decode_image` gives for paths.
 
+    Only regular files are read (a FIFO, a device such as a link to ``/dev/zero``, a socket is refused before any
+    byte is read), and never more than ``max_bytes``.
+
     Raises:
-        ImageError: the file is missing, a folder, or unreadable.
+        ImageError: the file is missing, not a regular file, unreadable, or larger than ``max_bytes``.
     """
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ImageError(f"{path}: no such file; expected the path of an image file") from exc
-    except IsADirectoryError as exc:
-        raise ImageError(f"{path} is not a file (a directory?); expected the path of an image file") from exc
-    except OSError as exc:
-        raise ImageError(f"{path} cannot be read: {exc.strerror or exc}; check its permissions") from exc
+    return read_regular_file(path, max_bytes=max_bytes)
 
 
 _BYTES_LABELS = ("the image bytes", "image bytes")
@@ -634,6 +693,8 @@ class PredictJob:
 
     def __init__(self, predictor: JNDPredictor) -> None:
         self.predictor = predictor
+        self.max_input_bytes = image_bytes_limit(predictor.config.max_pixels)
+        """The largest input file read: no genuine image within the pixel limit is larger."""
 
     def prepare(self, item: InputItem) -> None:
         """Nothing to plan."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -164,37 +165,112 @@ class Sidecar:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sidecar:
-        """Parse a sidecar dictionary; raises SpecError naming the first field that does not fit."""
-        try:
-            fmt = int(data.get("format", -1))
-            if fmt != SPEC_FORMAT:
-                raise SpecError(f"sidecar format {fmt} is not supported: expected {SPEC_FORMAT}")
-            m = dict(data["model"])
-            model = ModelSpec(
-                name=str(m["name"]),
-                patch_size=int(m["patch_size"]),
-                feature_dim=int(m["feature_dim"]),
-                mean=_triple(m["mean"]),
-                std=_triple(m["std"]),
-                channel_order=m["channel_order"],
-                jpeg=JpegSettings(**m["jpeg"]),
-                arch=dict(m.get("arch", {})),
-            )
-            artifact = ArtifactInfo(**data["artifact"])
-        except SpecError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SpecError(f"sidecar does not have the expected fields: {type(exc).__name__}: {exc}") from exc
-        if model.channel_order not in ("rgb", "bgr"):
-            raise SpecError(f"channel_order must be 'rgb' or 'bgr', got {model.channel_order!r}")
-        if model.jpeg.subsampling not in ("420", "422", "444"):
-            raise SpecError(f"jpeg.subsampling must be '420', '422' or '444', got {model.jpeg.subsampling!r}")
+        """Parse a sidecar dictionary; raises SpecError naming the first field that does not fit.
+
+        Every field is checked for its type and range (a patch size above 0, three finite means, three finite
+        standard deviations above 0, ...), so a damaged or hand-edited sidecar is refused rather than giving results
+        of nonsense.
+        """
+        if not isinstance(data, dict):
+            raise SpecError(f"a sidecar must be a JSON object, got {type(data).__name__}")
+        fmt = data.get("format", -1)
+        if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt != SPEC_FORMAT:
+            raise SpecError(f"sidecar format {fmt!r} is not supported: expected {SPEC_FORMAT}")
+        m = _field(data, "model", dict, "")
+        j = _field(m, "jpeg", dict, "model.")
+        subsampling = _field(j, "subsampling", str, "model.jpeg.", JpegSettings.subsampling)
+        if subsampling not in ("420", "422", "444"):
+            raise SpecError(f"jpeg.subsampling must be '420', '422' or '444', got {subsampling!r}")
+        jpeg = JpegSettings(
+            encoder=_field(j, "encoder", str, "model.jpeg.", JpegSettings.encoder),
+            subsampling=subsampling,
+            optimize=_field(j, "optimize", bool, "model.jpeg.", JpegSettings.optimize),
+            progressive=_field(j, "progressive", bool, "model.jpeg.", JpegSettings.progressive),
+        )
+        unknown = set(j) - {f.name for f in dataclasses.fields(JpegSettings)}
+        if unknown:
+            raise SpecError(f"model.jpeg has unknown fields {sorted(unknown)}")
+        channel_order = _field(m, "channel_order", str, "model.")
+        if channel_order not in ("rgb", "bgr"):
+            raise SpecError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+        model = ModelSpec(
+            name=_field(m, "name", str, "model."),
+            patch_size=_positive_int(m, "patch_size"),
+            feature_dim=_positive_int(m, "feature_dim"),
+            mean=_triple(m, "mean", positive=False),
+            std=_triple(m, "std", positive=True),
+            channel_order=channel_order,  # checked just above
+            jpeg=jpeg,
+            arch=_field(m, "arch", dict, "model.", {}),
+        )
+        a = _field(data, "artifact", dict, "")
+        kind = _field(a, "kind", str, "artifact.")
+        if kind not in ("checkpoint", "onnx", "engine"):
+            raise SpecError(f"artifact.kind must be 'checkpoint', 'onnx' or 'engine', got {kind!r}")
+        graph = _field(a, "graph", (str, type(None)), "artifact.", None)
+        if graph not in (None, "encoder", "head"):
+            raise SpecError(f"artifact.graph must be 'encoder', 'head' or null, got {graph!r}")
+        unknown = set(a) - {f.name for f in dataclasses.fields(ArtifactInfo)}
+        if unknown:
+            raise SpecError(f"artifact has unknown fields {sorted(unknown)}")
+        artifact = ArtifactInfo(
+            kind=kind,  # checked just above
+            file=_field(a, "file", str, "artifact."),
+            sha256=_field(a, "sha256", str, "artifact."),
+            graph=graph,
+            precision=_field(a, "precision", str, "artifact.", "fp32"),
+            checkpoint_sha256=_field(a, "checkpoint_sha256", (str, type(None)), "artifact.", None),
+            weights=_field(a, "weights", str, "artifact.", ""),
+            producer=_field(a, "producer", dict, "artifact.", {}),
+            details=_field(a, "details", dict, "artifact.", {}),
+        )
         return cls(model=model, artifact=artifact, format=fmt)
 
 
-def _triple(values: Any) -> tuple[float, float, float]:
+_MISSING = object()
+
+_TYPE_WORDS = {str: "a string", dict: "a JSON object", bool: "true or false", int: "an integer", list: "a list"}
+
+
+def _field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = _MISSING) -> Any:
+    """``data[key]``, checked to be of ``kind``; ``default`` when missing (or SpecError when there is none)."""
+    value = data.get(key, _MISSING)
+    if value is _MISSING:
+        if default is _MISSING:
+            raise SpecError(f"sidecar does not have the expected fields: {where}{key} is missing")
+        return default
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
+        words = " or ".join(_TYPE_WORDS.get(k, "null" if k is type(None) else k.__name__) for k in kinds)
+        raise SpecError(f"{where}{key} must be {words}, got {_short(value)}")
+    return value
+
+
+def _positive_int(m: dict[str, Any], key: str) -> int:
+    value = _field(m, key, int, "model.")
+    if value < 1:
+        raise SpecError(f"model.{key} must be an integer above 0, got {value}")
+    return int(value)
+
+
+def _triple(m: dict[str, Any], key: str, *, positive: bool) -> tuple[float, float, float]:
+    values = _field(m, key, list, "model.")
+    rule = "three finite numbers" + (" above 0" if positive else "")
+    if len(values) != 3 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        raise SpecError(f"model.{key} must be {rule}, got {_short(values)}")
     a, b, c = (float(v) for v in values)
+    if not all(math.isfinite(v) and (v > 0 or not positive) for v in (a, b, c)):
+        raise SpecError(f"model.{key} must be {rule}, got {_short(values)}")
     return (a, b, c)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+SIDECAR_MAX_BYTES = 16 << 20
+"""The largest sidecar read: real ones are a few kilobytes."""
 
 
 def sidecar_path(artifact: Path) -> Path:
@@ -227,7 +303,13 @@ def read_sidecar(artifact: Path, *, rebuild_hint: str = "", verify_hash: bool = 
     if not path.is_file():
         raise SpecError(f"{artifact} has no spec sidecar: expected {path}.{hint}")
     try:
-        data = json.loads(path.read_text())
+        with open(path, "rb") as fh:  # is_file() above: a regular file (or a link to one), never a FIFO or device
+            raw = fh.read(SIDECAR_MAX_BYTES + 1)
+        if len(raw) > SIDECAR_MAX_BYTES:
+            raise SpecError(f"{path} is larger than {SIDECAR_MAX_BYTES:,} bytes: not a sidecar.{hint}")
+        data = json.loads(raw.decode("utf-8"))
+    except RecursionError as exc:
+        raise SpecError(f"{path} is not a readable JSON sidecar (nested too deeply).{hint}") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SpecError(f"{path} is not a readable JSON sidecar ({exc}).{hint}") from exc
     if not isinstance(data, dict):

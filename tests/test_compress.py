@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,10 @@ from sgjnd.compress import (
 )
 from sgjnd.errors import UsageError
 from sgjnd.jobs import InputItem, Skip
+from sgjnd.runtime.decode import decode_image
 
 PIL = pytest.importorskip("PIL.Image")
+PIL_OPS = pytest.importorskip("PIL.ImageOps")
 
 
 def pil_info(data: bytes) -> tuple[bytes | None, dict[int, object], tuple[int, int]]:
@@ -281,3 +285,45 @@ def test_cli_never_writes_over_an_input(
     assert "is the output folder" in capsys.readouterr().err
     assert rotated.read_bytes() == before
     assert sorted(p.name for p in inputs.iterdir()) == ["rotated.jpg", "sub"]
+
+
+def exif_orientations(byte_order: str, entries: list[tuple[int, int]]) -> bytes:
+    """An EXIF (TIFF) block whose IFD0 holds orientation entries given as (type, value): 3 SHORT, 4 LONG."""
+    head = (b"II*\x00" if byte_order == "<" else b"MM\x00*") + struct.pack(byte_order + "I", 8)
+    ifd = struct.pack(byte_order + "H", len(entries))
+    for kind, value in entries:
+        ifd += struct.pack(byte_order + "HHI" + ("H2x" if kind == 3 else "I"), 0x0112, kind, 1, value)
+    return head + ifd + struct.pack(byte_order + "I", 0)
+
+
+@pytest.mark.parametrize(
+    ("byte_order", "entries"),
+    [("<", [(4, 6)]), (">", [(4, 6)]), ("<", [(3, 6), (3, 3)]), (">", [(3, 8), (4, 6), (3, 3)])],
+)
+def test_every_orientation_entry_is_reset_so_no_reader_rotates_twice(
+    img: np.ndarray, byte_order: str, entries: list[tuple[int, int]]
+) -> None:
+    jpeg = encode(img, ".jpg")
+    payload = b"Exif\x00\x00" + exif_orientations(byte_order, entries)
+    data = jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+    upright = decode_image(data).bgr  # what compress writes
+    out = jpeg_with_metadata(encode(upright, ".jpg"), read_metadata(data))
+    _, tags, size = pil_info(out)
+    assert tags[0x0112] == 1 and size == upright.shape[1::-1]
+    shown = cv2.imdecode(np.frombuffer(out, np.uint8), cv2.IMREAD_COLOR)
+    assert shown.shape == upright.shape  # OpenCV applies nothing either
+    pil_shown = PIL_OPS.exif_transpose(PIL.open(io.BytesIO(out)))
+    assert pil_shown.size == size
+
+
+def test_outputs_get_the_mode_of_a_plain_open(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    write_output(tmp_path / "a.jpg", b"new", overwrite=False)
+    write_output(tmp_path / "b.jpg", b"new", overwrite=True)
+    with open(tmp_path / "plain", "wb"):
+        pass
+    want = stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    assert want == 0o666 & ~umask
+    for name in ("a.jpg", "b.jpg"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == want

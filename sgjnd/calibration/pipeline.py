@@ -58,7 +58,7 @@ from sgjnd.calibration.reader import (
 from sgjnd.calibration.report import CalibrationReport, accuracy_report
 from sgjnd.calibration.sensitivity import format_noise, noise_summary, tensor_noise
 from sgjnd.errors import CalibrationError, UsageError
-from sgjnd.fileio import sha256_bytes, sha256_file, write_atomic
+from sgjnd.fileio import check_output_file, sha256_bytes, sha256_file, write_atomic
 from sgjnd.runtime.modeldir import artifact_name, artifact_path, require_model_dir
 from sgjnd.spec import ArtifactInfo, GraphName, ModelSpec, Sidecar, read_sidecar, sidecar_path, write_sidecar
 
@@ -248,6 +248,8 @@ def calibrate_model(
     spec = sources["encoder"].model
     if sources["head"].model != spec:
         raise CalibrationError(f"encoder and head in {model_dir} describe different models; export them again")
+    if config.save_patches is not None:  # before any work: a refused output costs nothing and is left intact
+        check_output_file(config.save_patches, what="calibration patch file (.npz)", ours=CalibrationSet.is_ours)
     calib_files, report_files, notes = _resolve_images(images, holdout, config)
     outcome = CalibrationOutcome(model_dir, config.precisions, [], None, [str(p) for p in report_files], notes=notes)
 

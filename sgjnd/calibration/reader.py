@@ -227,6 +227,18 @@ class CalibrationSet:
         write_atomic(path, buffer.getvalue())
         return path
 
+    @staticmethod
+    def is_ours(path: Path) -> bool:
+        """True when ``path`` is a ``.npz`` written by :meth:`save` (a zip with its ``patches`` and ``meta``)."""
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+        except (zipfile.BadZipFile, OSError):
+            return False
+        return {"patches.npy", "meta.npy"} <= names
+
     @classmethod
     def load(cls, path: Path) -> CalibrationSet:
         """Read a set written by :meth:`save`.

@@ -105,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
 
     from sgjnd.bench.api import benchmark
     from sgjnd.bench.report import compare_text, speedup_rows
+    from sgjnd.fileio import check_output_dir
+
+    check_output_dir(args.out, what="benchmark output folder (-o)")
 
     outcome = benchmark(config, args.out, weights=args.weights, model_dir=args.model, compare_with=args.compare,
                         plots=not args.no_plots, show_progress=not args.quiet)
@@ -125,7 +128,9 @@ def _compare_only(args: argparse.Namespace, threshold: float) -> int:
     from sgjnd.bench.api import compare_files
     from sgjnd.bench.report import compare_text, regressions
     from sgjnd.bench.results import read_run
+    from sgjnd.fileio import check_output_dir
 
+    check_output_dir(args.out, what="benchmark output folder (-o)")
     new = read_run(args.results)
     args.out.mkdir(parents=True, exist_ok=True)
     changes, paths = compare_files(args.compare, new, args.out, threshold=threshold, new_name=str(args.results))

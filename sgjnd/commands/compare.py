@@ -59,6 +59,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--qf takes comma-separated integers in 1..100, got {args.qf!r}") from None
     if args.patches < 1:
         raise UsageError(f"--patches must be at least 1, got {args.patches}")
+    if args.json is not None:  # before any work: a refused output costs nothing and is left intact
+        from sgjnd.fileio import check_output_file, is_json_object_file
+
+        check_output_file(
+            args.json, what="JSON report", ours=lambda p: is_json_object_file(p, ("reference", "targets", "passed"))
+        )
     if args.report is not None:
         from sgjnd.visual.report import check_report_dir
 

@@ -47,9 +47,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from sgjnd.data.datasets import open_dataset
     from sgjnd.data.labels import LabelConfig
+    from sgjnd.fileio import check_output_dir
     from sgjnd.runtime.backends.registry import open_model
     from sgjnd.train.evaluate import evaluate_dataset, metrics_line, write_report
 
+    check_output_dir(args.output, what="report folder (-o)")  # before any work
     dataset = open_dataset(args.data, args.kind)
     if args.only:
         keep = set(args.only)

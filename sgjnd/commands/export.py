@@ -34,6 +34,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from sgjnd.export.onnx import onnx_from_checkpoint
+    from sgjnd.fileio import check_output_dir
+
+    check_output_dir(args.output, what="model directory (-o)")  # before any work
 
     report = onnx_from_checkpoint(
         args.checkpoint,

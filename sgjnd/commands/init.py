@@ -32,6 +32,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.output is None:
         raise UsageError("give the checkpoint path with -o/--output, e.g. -o sgjnd_r50_seed0.pt")
+    from sgjnd.fileio import check_output_file
+    from sgjnd.spec import sidecar_path
+
+    # Only a checkpoint of ours (one with its sidecar) is replaced; anything else is refused and left intact.
+    check_output_file(args.output, what="checkpoint (.pt)", ours=lambda p: sidecar_path(p).is_file())
     model = create_model(args.name, seed=args.seed)
     weights = f"UNTRAINED: deterministic random initialisation of {args.name} from seed {args.seed}"
     sidecar = save_checkpoint(model, args.output, weights=weights)

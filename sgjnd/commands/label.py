@@ -55,6 +55,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"need 1 <= --min-qf <= --max-qf <= 100, got {args.min_qf} and {args.max_qf}")
     if args.output is None and args.calibrate_to is None:
         raise UsageError("give the labels CSV with -o/--output, e.g. -o labels.csv")
+    if args.output is not None:  # before any work: a refused output costs nothing and is left intact
+        from sgjnd.fileio import check_output_file, is_json_object_file
+        from sgjnd.labels.proxy import is_labels_csv
+
+        check_output_file(args.output, what="labels CSV", ours=is_labels_csv)
+        check_output_file(
+            args.output.with_name(args.output.name + ".json"), what="labels sidecar (.json)",
+            ours=lambda p: is_json_object_file(p, ("proxy", "statement")),
+        )
     config = ProxyConfig(
         oracle=args.oracle,
         threshold=args.threshold,

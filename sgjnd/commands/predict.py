@@ -66,14 +66,13 @@ def add_job_args(parser: argparse.ArgumentParser) -> None:
 
 
 def quiet_opencv(verbose: int) -> None:
-    """Hide OpenCV's own log lines (``[ WARN:0@0.8] ... PNG input buffer is incomplete``) unless ``-v``.
-
-    They repeat, less clearly, what the one-line error of each refused image says.
-    """
+    """Hide OpenCV's own log lines unless ``-v`` (see :func:`sgjnd.cli.quiet_opencv`; kept for callers of this one)."""
     import cv2
 
-    logging = cv2.utils.logging
-    logging.setLogLevel(logging.LOG_LEVEL_WARNING if verbose else logging.LOG_LEVEL_ERROR)
+    from sgjnd.cli import quiet_opencv as quiet
+
+    del cv2  # imported first, so that the log level is set on the loaded module
+    quiet(verbose)
 
 
 def job_config_from_args(args: argparse.Namespace) -> JobConfig:
@@ -102,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
     config = predict_config_from_args(args)
     jobs = job_config_from_args(args)
     check_inputs(args.images)
+    if args.out is not None:
+        from sgjnd.jobs import check_results_log
+
+        check_results_log(args.out)  # before the model loads: a refused --out costs nothing and is left intact
     quiet_opencv(getattr(args, "verbose", 0))
     many = args.out is not None or len(args.images) > 1 or any(p.is_dir() or is_list_file(p) for p in args.images)
     exclude = [args.out] if args.out is not None else []

@@ -57,6 +57,23 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     lim.add_argument("--workers", type=int, default=limits.workers, help="threads running requests")
     lim.add_argument("--queue", type=int, default=limits.queue, help="requests waiting beyond --workers (then 503)")
     lim.add_argument("--timeout", type=float, default=limits.timeout_s, help="seconds per request (then 504)")
+    lim.add_argument(
+        "--header-timeout",
+        type=float,
+        default=limits.header_timeout_s,
+        help="seconds for a connection to send a complete request head, from opening or its last response (then "
+        "closed; 408 if part of a head came)",
+    )
+    lim.add_argument(
+        "--keep-alive", type=float, default=limits.keep_alive_s, help="seconds an idle keep-alive connection stays"
+    )
+    lim.add_argument(
+        "--max-connections",
+        type=int,
+        default=limits.max_connections,
+        help="open connections; at the limit the one idle longest is closed for a new one, and when all are busy "
+        "only /healthz and /readyz get a few more (then 503)",
+    )
     parser.set_defaults(run=run)
     return parser
 
@@ -100,7 +117,13 @@ def serve_config_from_args(args: argparse.Namespace) -> Any:
         max_batch=args.max_batch,
         max_delay_ms=args.max_delay_ms,
         limits=ServeLimits(
-            max_body_bytes=args.max_body_bytes, workers=args.workers, queue=args.queue, timeout_s=args.timeout
+            max_body_bytes=args.max_body_bytes,
+            workers=args.workers,
+            queue=args.queue,
+            timeout_s=args.timeout,
+            header_timeout_s=args.header_timeout,
+            keep_alive_s=args.keep_alive,
+            max_connections=args.max_connections,
         ),
         token=token,
     )

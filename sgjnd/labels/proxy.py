@@ -34,7 +34,7 @@ import sgjnd
 from sgjnd.data.datasets import PROXY_COLUMNS
 from sgjnd.data.labels import QF_AXIS
 from sgjnd.errors import SgjndError, UsageError
-from sgjnd.fileio import write_atomic
+from sgjnd.fileio import check_output_file, write_atomic
 from sgjnd.labels.oracle import Oracle, get_oracle
 from sgjnd.progress import Progress
 from sgjnd.runtime.decode import DEFAULT_MAX_PIXELS, decode_image
@@ -370,6 +370,13 @@ def statement(config: ProxyConfig) -> str:
             f"{config.jpeg.encoder} {config.jpeg.subsampling}")
 
 
+def is_labels_csv(path: Path) -> bool:
+    """True when ``path`` is a labels CSV written by :func:`write_labels` (its first line names `sgjnd label`)."""
+    with open(path, "rb") as fh:
+        first = fh.readline(4096)
+    return first.startswith(b"# ") and b"`sgjnd label`" in first
+
+
 def write_labels(out: Path, labels: Sequence[ImageProxy], config: ProxyConfig) -> Path:
     """Write the labels CSV (image rows, then their patch rows) and its ``.json`` sidecar, atomically.
 
@@ -398,6 +405,7 @@ def write_labels(out: Path, labels: Sequence[ImageProxy], config: ProxyConfig) -
         for p in item.patches:
             lines.append(row("patch", item.name, item.group, shown, item.width, item.height, p.y, p.x,
                              config.patch_size, oracle.name, f"{threshold:g}", p.jnd_qf, len(p.scores)))
+    check_output_file(out, what="labels CSV", ours=is_labels_csv)
     write_atomic(out, ("\n".join(lines) + "\n").encode())
     meta: dict[str, Any] = {
         "proxy": True,

@@ -18,28 +18,36 @@ Policies (each conversion adds a sentence to :attr:`DecodedImage.notes`):
 
 Refused with :class:`~sgjnd.errors.ImageError`: missing or empty files, data that is not an image (the message
 quotes its first bytes), truncated or corrupt data, formats this OpenCV build cannot decode (HEIC; AVIF on builds
-without libavif), images with a side below ``min_side``, and decompression bombs: :func:`read_image_size` reads the
-size from the header of JPEG, PNG, GIF, BMP, WebP and TIFF without decoding, and an image above ``max_pixels`` is
-refused *before* decoding. Other formats are checked after decoding; OpenCV's own limit
-(``CV_IO_MAX_IMAGE_PIXELS``, 2**30 by default) bounds their decoding.
+without libavif), images with a side below ``min_side``, and decompression bombs
+(:class:`~sgjnd.errors.PixelLimitError`): :func:`read_image_size` reads the size from the header of every format
+OpenCV decodes here (JPEG, read the way libjpeg reads it; PNG, GIF, BMP, WebP, TIFF and BigTIFF, PNM/PAM, Sun raster,
+JPEG 2000, AVIF) without decoding, and an image above ``max_pixels`` is refused *before* decoding. The decoder is
+bounded as well: before this module loads OpenCV it sets ``OPENCV_IO_MAX_IMAGE_PIXELS`` (which OpenCV reads once,
+when it loads) to :data:`DEFAULT_MAX_PIXELS` unless the environment sets it, so a size the header parser misses is
+refused by OpenCV before it allocates.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import numpy as np
+from sgjnd.runtime.pixel_limit import DEFAULT_MAX_PIXELS, OPENCV_PIXEL_LIMIT_VARIABLE, bound_opencv
 
-from sgjnd.errors import ImageError, UsageError
+bound_opencv()  # bound the decoder itself too, unless the user chose a limit (or cv2 is already loaded)
+_OPENCV_PIXEL_LIMIT = os.environ.get(OPENCV_PIXEL_LIMIT_VARIABLE, "2**30 (OpenCV's default)")
+"""The limit OpenCV read when it loaded (a later change of the variable does not reach it)."""
 
-DEFAULT_MAX_PIXELS = 100_000_000
-"""Largest width × height :func:`decode_image` accepts unless told otherwise."""
+import cv2  # noqa: E402  (after the limit is set: OpenCV reads it when it loads)
+import numpy as np  # noqa: E402
+
+from sgjnd.errors import ImageError, PixelLimitError, UsageError  # noqa: E402
+from sgjnd.fileio import image_bytes_limit, read_regular_file  # noqa: E402
 
 ORIENTATION_TAG = 0x0112
 
@@ -189,6 +197,10 @@ def _read_header(data: bytes) -> _Header:
         "bmp": _bmp_header,
         "webp": _webp_header,
         "tiff": _tiff_header,
+        "pnm": _pnm_header,
+        "sunras": _sunras_header,
+        "jpeg2000": _jpeg2000_header,
+        "avif": _avif_header,
     }.get(fmt)
     header = _Header(fmt)
     if parser is not None:
@@ -201,40 +213,68 @@ def _read_header(data: bytes) -> _Header:
 
 
 def _tiff_orientation(tiff: bytes) -> int | None:
-    """Orientation tag of IFD0 of a TIFF structure (the body of an EXIF block)."""
+    """Orientation of IFD0 of a TIFF structure (the body of an EXIF block), read the way OpenCV reads it.
+
+    OpenCV's EXIF reader (and Pillow's) keeps the *first* orientation entry of IFD0, and OpenCV takes the 16 bits at
+    the start of its value field whatever the declared type: a LONG stored little-endian gives its value, a LONG
+    stored big-endian gives 0 (ignored). We read it the same way, so our pixels equal ``cv2.IMREAD_COLOR``'s.
+    """
     if tiff.startswith(b"Exif\x00"):  # some writers keep JPEG's "Exif\0\0" prefix inside PNG/WebP chunks
         tiff = tiff[6:]
     info = _tiff_ifd0(tiff)
-    return None if info is None else info.get(ORIENTATION_TAG)
+    return None if info is None else info.get(_EXIF_ORIENTATION)
+
+
+_EXIF_ORIENTATION = -2
+"""Key of :func:`_tiff_ifd0`'s result holding the orientation as OpenCV's EXIF reader sees it."""
+
+_TIFF_TYPES = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8 (BigTIFF)
 
 
 def _tiff_ifd0(tiff: bytes) -> dict[int, int] | None:
-    """Short and long scalar tags of IFD0 of a classic TIFF structure; the key -1 holds the next-IFD offset."""
+    """Scalar integer tags of IFD0 of a classic or Big TIFF structure (first occurrence of each, as libtiff keeps).
+
+    The key -1 holds the next-IFD offset, :data:`_EXIF_ORIENTATION` the orientation read as OpenCV's EXIF reader
+    does (first entry, the leading 16 bits of the value field).
+    """
     if tiff[:2] == b"II":
         bo = "<"
     elif tiff[:2] == b"MM":
         bo = ">"
     else:
         return None
-    if struct.unpack_from(bo + "H", tiff, 2)[0] != 42:
+    version = struct.unpack_from(bo + "H", tiff, 2)[0]
+    if version == 42:
+        offset_fmt, count_fmt, entry, head = "I", "H", 12, 4
+        (offset,) = struct.unpack_from(bo + "I", tiff, 4)
+    elif version == 43:  # BigTIFF: 8-byte offsets and counts, 20-byte entries
+        if struct.unpack_from(bo + "HH", tiff, 4) != (8, 0):
+            return None
+        offset_fmt, count_fmt, entry, head = "Q", "Q", 20, 8
+        (offset,) = struct.unpack_from(bo + "Q", tiff, 8)
+    else:
         return None
-    (offset,) = struct.unpack_from(bo + "I", tiff, 4)
-    (count,) = struct.unpack_from(bo + "H", tiff, offset)
+    (count,) = struct.unpack_from(bo + count_fmt, tiff, offset)
+    start = offset + struct.calcsize(count_fmt)
     tags: dict[int, int] = {}
     for i in range(count):
-        tag, typ, n = struct.unpack_from(bo + "HHI", tiff, offset + 2 + 12 * i)
-        pos = offset + 2 + 12 * i + 8
-        if n == 1 and typ == 3:  # SHORT, left-justified in the 4-byte value field
-            tags[tag] = struct.unpack_from(bo + "H", tiff, pos)[0]
-        elif n == 1 and typ == 4:  # LONG
-            tags[tag] = struct.unpack_from(bo + "I", tiff, pos)[0]
+        at = start + entry * i
+        tag, typ = struct.unpack_from(bo + "HH", tiff, at)
+        (n,) = struct.unpack_from(bo + offset_fmt, tiff, at + 4)
+        pos = at + 4 + head
+        if tag == ORIENTATION_TAG and _EXIF_ORIENTATION not in tags:
+            tags[_EXIF_ORIENTATION] = struct.unpack_from(bo + "H", tiff, pos)[0]
+        if tag in tags:  # a duplicate: libtiff and OpenCV keep the first
+            continue
+        if n == 1 and typ in _TIFF_TYPES:  # left-justified in the value field
+            tags[tag] = struct.unpack_from(bo + _TIFF_TYPES[typ], tiff, pos)[0]
         elif tag == 258 and typ == 3 and n >= 1:  # BitsPerSample per channel: the first is enough
-            if n <= 2:
+            if 2 * n <= head:
                 tags[tag] = struct.unpack_from(bo + "H", tiff, pos)[0]
             else:
-                (where,) = struct.unpack_from(bo + "I", tiff, pos)
+                (where,) = struct.unpack_from(bo + offset_fmt, tiff, pos)
                 tags[tag] = struct.unpack_from(bo + "H", tiff, where)[0]
-    tags[-1] = struct.unpack_from(bo + "I", tiff, offset + 2 + 12 * count)[0]
+    tags[-1] = struct.unpack_from(bo + offset_fmt, tiff, start + entry * count)[0]
     return tags
 
 
@@ -244,13 +284,18 @@ def _jpeg_header(data: bytes, h: _Header) -> None:
     components = 0
     precision = 8
     while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
+        # Find the next marker as libjpeg does (jdmarker.c next_marker): skip any stray bytes up to an 0xFF, then
+        # fill bytes (0xFF), and a stuffed 0xFF 0x00; stopping at a stray byte would let the decoder see a SOF we
+        # never read.
+        pos = data.find(b"\xff", pos)
+        if pos < 0:
             return
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
+        while pos + 1 < len(data) and data[pos + 1] == 0xFF:
             pos += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers
+        if pos + 4 > len(data):
+            break
+        marker = data[pos + 1]
+        if marker in (0x00, 0x01, *range(0xD0, 0xD8)):  # stuffed zero, standalone markers
             pos += 2
             continue
         if marker in (0xD9, 0xDA):  # end of image, start of scan: the header is over
@@ -380,6 +425,49 @@ def _tiff_header(data: bytes, h: _Header) -> None:
         h.animated = True
 
 
+def _pnm_header(data: bytes, h: _Header) -> None:
+    if data[1:2] == b"7":  # PAM: "WIDTH n" / "HEIGHT n" lines up to ENDHDR
+        fields = dict(re.findall(rb"^(WIDTH|HEIGHT)[ \t]+(\d+)", data[:4096], re.MULTILINE))
+        if b"WIDTH" in fields and b"HEIGHT" in fields:
+            h.size = (int(fields[b"WIDTH"]), int(fields[b"HEIGHT"]))
+        return
+    # P1..P6: magic, then width and height separated by whitespace and #-comments (to the end of a line)
+    m = re.match(rb"P[1-6](?:\s|#[^\n\r]*)+(\d+)(?:\s|#[^\n\r]*)+(\d+)", data[:4096])
+    if m:
+        h.size = (int(m.group(1)), int(m.group(2)))
+        h.mode = "gray8" if data[1:2] in (b"1", b"2", b"4", b"5") else "rgb8"
+
+
+def _sunras_header(data: bytes, h: _Header) -> None:
+    width, height = struct.unpack_from(">ii", data, 4)
+    h.size = (abs(width), abs(height))
+
+
+def _jpeg2000_header(data: bytes, h: _Header) -> None:
+    # The codestream's SIZ segment (in a bare .j2k, or inside a JP2 file's jp2c box) is what OpenJPEG sizes by.
+    pos = data.find(b"\xff\x4f\xff\x51")
+    if pos >= 0:
+        xsiz, ysiz, x0, y0 = struct.unpack_from(">IIII", data, pos + 8)
+        if xsiz > x0 and ysiz > y0:
+            h.size = (xsiz - x0, ysiz - y0)
+
+
+def _avif_header(data: bytes, h: _Header) -> None:
+    # Image spatial extents ('ispe') of the items in the meta box; the largest is what a decoder may allocate.
+    best: tuple[int, int] | None = None
+    pos = data.find(b"ispe", 0, 1 << 16)
+    while pos >= 4:
+        width, height = struct.unpack_from(">II", data, pos + 8)
+        if best is None or width * height > best[0] * best[1]:
+            best = (width, height)
+        pos = data.find(b"ispe", pos + 4, 1 << 16)
+    h.size = best
+
+
+_FLOAT_FORMATS = {"pfm": "PFM", "hdr": "Radiance HDR", "exr": "OpenEXR"}
+"""Formats OpenCV decodes only to floating-point samples, which we refuse: refused before decoding."""
+
+
 # -- decoding ----------------------------------------------------------------------------------------------------
 
 
@@ -407,19 +495,26 @@ def decode_image(
     """
     if max_pixels < 1 or min_side < 1:
         raise UsageError(f"max_pixels and min_side must be >= 1, got max_pixels={max_pixels}, min_side={min_side}")
-    data, name = _read_source(source)
+    data, name = _read_source(source, max_pixels)
     where = name if name != "<bytes>" else "image bytes"
     header = _read_header(data)
     if header.size is not None:
         _check_size(header.size, where, max_pixels=max_pixels, min_side=min_side, when="refused before decoding")
+    if header.format in _FLOAT_FORMATS:
+        raise ImageError(
+            f"{where}: {_FLOAT_FORMATS[header.format]} images hold floating-point samples, which are not supported: "
+            f"expected 8- or 16-bit integer samples. Tone-map and save it as an 8-bit PNG or JPEG first."
+        )
 
     try:
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # some decoders raise instead of returning None (limits, broken headers)
         if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
-            raise ImageError(
-                f"{where}: the {header.format.upper()} header declares more pixels than OpenCV's limit "
-                f"(CV_IO_MAX_IMAGE_PIXELS); refused before decoding. Use a smaller image."
+            raise PixelLimitError(
+                f"{where}: the {header.format.upper()} data declares more pixels than OpenCV's decoding limit "
+                f"({OPENCV_PIXEL_LIMIT_VARIABLE}={_OPENCV_PIXEL_LIMIT}, read when OpenCV loads); refused before "
+                f"decoding. Use a smaller image, or, if it is genuine, raise {OPENCV_PIXEL_LIMIT_VARIABLE} in the "
+                f"environment of the process along with max_pixels= (CLI: --max-pixels)."
             ) from exc
         raise ImageError(f"{_undecodable_message(data, header, where)} (OpenCV: {str(exc).strip()})") from exc
     if pixels is None or pixels.size == 0:
@@ -455,21 +550,15 @@ def decode_image(
     )
 
 
-def _read_source(source: Path | str | bytes) -> tuple[bytes, str]:
+def _read_source(source: Path | str | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, str]:
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         name = "<bytes>"
     elif isinstance(source, str | Path):
         path = Path(source)
         name = str(path)
-        if not path.exists():
-            raise ImageError(f"{path}: no such file; expected the path of an image file")
-        if not path.is_file():
-            raise ImageError(f"{path} is not a file (a directory?); expected the path of an image file")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ImageError(f"{path} cannot be read: {exc.strerror or exc}; check its permissions") from exc
+        # Regular files only (a FIFO or a link to /dev/zero is refused before reading), never more than the limit.
+        data = read_regular_file(path, max_bytes=image_bytes_limit(max_pixels))
     else:
         raise UsageError(f"an image source must be a path or bytes, got {type(source).__name__}")
     if not data:
@@ -481,7 +570,7 @@ def _read_source(source: Path | str | bytes) -> tuple[bytes, str]:
 def _check_size(size: tuple[int, int], where: str, *, max_pixels: int, min_side: int, when: str) -> None:
     width, height = size
     if width * height > max_pixels:
-        raise ImageError(
+        raise PixelLimitError(
             f"{where}: {width}×{height} = {width * height:,} pixels is above the limit of {max_pixels:,} pixels "
             f"({when}, to guard against decompression bombs). If the image is genuine, raise the limit with "
             f"max_pixels= (CLI: --max-pixels)."
@@ -555,14 +644,21 @@ def _to_bgr8(pixels: np.ndarray, where: str, notes: list[str]) -> np.ndarray:
     if alpha is not None and bool((alpha == peak).all()):
         notes.append("alpha channel is fully opaque and was dropped")
         alpha = None
-    if alpha is not None:
-        # Composite in float, then round once to 8 bits: out = c·a + white·(1 − a).
-        a = alpha.astype(np.float32)[:, :, None] / peak
-        mixed = color.astype(np.float32) * a + peak * (1.0 - a)
-        out = np.rint(mixed * (255.0 / peak)).clip(0, 255).astype(np.uint8)
-        notes.append("alpha channel composited over a white background (transparent areas become white)")
-    elif pixels.dtype == np.uint16:
-        out = ((color.astype(np.uint32) + 128) // 257).astype(np.uint8)  # == round(x / 257); no ties exist
+    if alpha is not None or pixels.dtype == np.uint16:
+        # Elementwise, in blocks of rows of about 1 MB: the float or 32-bit temporaries never span the whole image.
+        out: np.ndarray = np.empty(color.shape, np.uint8)
+        rows = max(1, (1 << 20) // max(1, color.shape[1] * channels))
+        for start in range(0, color.shape[0], rows):
+            block = slice(start, start + rows)
+            if alpha is not None:
+                # Composite in float, then round once to 8 bits: out = c·a + white·(1 − a).
+                a = alpha[block].astype(np.float32)[:, :, None] / peak
+                mixed = color[block].astype(np.float32) * a + peak * (1.0 - a)
+                out[block] = np.rint(mixed * (255.0 / peak)).clip(0, 255)
+            else:
+                out[block] = (color[block].astype(np.uint32) + 128) // 257  # == round(x / 257); no ties exist
+        if alpha is not None:
+            notes.append("alpha channel composited over a white background (transparent areas become white)")
     else:
         out = color
     if pixels.dtype == np.uint16:

@@ -8,7 +8,7 @@ made with the exact-crop JPEG codec and share encoder batches of the backend's p
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,14 +186,20 @@ class JNDPredictor:
         passes = len(grid)
         per_qf: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
+        def distorted(qfs: Sequence[int]) -> Iterator[np.ndarray]:
+            for qf in qfs:
+                with timer.stage("jpeg"):
+                    patches = self._distorted(bgr, grid, qf)
+                yield patches
+
         def score(qfs: Sequence[int]) -> Mapping[int, float]:
             nonlocal passes
-            with timer.stage("jpeg"):
-                dis = np.concatenate([self._distorted(bgr, grid, qf) for qf in qfs])
+            # The round's distorted patches stream through the encoder: one QF's patches and one batch are held
+            # at a time, never the whole round (28 patches x 101 QFs would be 4 GB of float32).
+            f_dis = self._encode_stream(distorted(qfs), timer)
             with timer.stage("inference"):
-                f_dis = self._encode(dis)
                 q, w = self._head(np.tile(f_ref, (len(qfs), 1)), f_dis)
-            passes += len(dis)
+            passes += len(f_dis)
             n = len(grid)
             out: dict[int, float] = {}
             for k, qf in enumerate(qfs):
@@ -251,6 +257,32 @@ class JNDPredictor:
             self._run(self.models.encoder, {"patches": chunk}, "features")
             for chunk in _chunks(patches, self.batch_size)
         ]
+        return np.concatenate(features)
+
+    def _encode_stream(self, parts: Iterable[np.ndarray], timer: _Timer) -> np.ndarray:
+        """Run the encoder over the concatenation of ``parts`` in the batches :meth:`_encode` would make of it.
+
+        Only the pending patches (less than one batch plus one part) are held, so the results are those of one
+        concatenated array, bit for bit, at a fraction of its memory.
+        """
+        features: list[np.ndarray] = []
+        pending: list[np.ndarray] = []
+        held = 0
+        size = self.batch_size
+        for part in parts:
+            pending.append(part)
+            held += len(part)
+            while held >= size:
+                joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
+                with timer.stage("inference"):
+                    batch = np.ascontiguousarray(joined[:size])
+                    features.append(self._run(self.models.encoder, {"patches": batch}, "features"))
+                pending = [joined[size:]] if len(joined) > size else []
+                held = len(joined) - size
+        if held:
+            batch = np.ascontiguousarray(np.concatenate(pending))
+            with timer.stage("inference"):
+                features.append(self._run(self.models.encoder, {"patches": batch}, "features"))
         return np.concatenate(features)
 
     def _head(self, f_ref: np.ndarray, f_dis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,11 +5,14 @@ in headers), ``GET /healthz``, ``GET /readyz``, ``GET /metrics`` (Prometheus tex
 drop a photo, see its JND view, download the JPEG; it calls the two ``/v1`` routes like any client), ``GET /docs``
 (Swagger UI from local assets: nothing is fetched from a CDN) and ``/openapi.json``.
 
-A request passes, in order and before any work: the bearer token, the declared body size, admission (requests in
-flight at most ``workers + queue``), the streamed body size, then the pixel count read from the image header. The
-work (decode, JPEG trials, inference through the batcher) runs on a bounded thread pool under the request's
-deadline. Every failure is a JSON error ``{"error": {"code", "message"}}`` with a stable code (and the same code in
-the ``X-Error-Code`` header); nothing a request sends can stop the service.
+Connections are bounded before any request (:mod:`sgjnd.serve.protocol`: a deadline for each request head, a
+connection limit that closes idle connections first and keeps health checks answered). A request passes, in order
+and before any work: the bearer token, the declared body size, admission (requests in flight at most
+``workers + queue``), the streamed body size, then the pixel count read from the image header. Only the body's
+streaming runs on the event loop: multipart parsing, the header check and the work (decode, JPEG trials, inference
+through the batcher) run on a bounded thread pool under the request's deadline. Every failure is a JSON error
+``{"error": {"code", "message"}}`` with a stable code (and the same code in the ``X-Error-Code`` header);
+nothing a request sends can stop the service.
 
 The model is loaded once per process, when the app starts (uvicorn's lifespan); a model that cannot be loaded
 stops the start with its error.
@@ -31,8 +34,8 @@ from typing import Any
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sgjnd import __version__
@@ -43,8 +46,16 @@ from sgjnd.runtime.predictor import JNDPredictor
 from sgjnd.serve.batcher import RequestTimeout, batched_models, request_deadline
 from sgjnd.serve.config import ServeConfig
 from sgjnd.serve.errors import ApiError, api_error, api_error_from
-from sgjnd.serve.limits import Admission, check_bearer, check_content_length, check_pixels, limit_receive
+from sgjnd.serve.limits import (
+    Admission,
+    check_bearer,
+    check_content_length,
+    check_pixels,
+    image_from_body,
+    limit_receive,
+)
 from sgjnd.serve.metrics import CONTENT_TYPE, Metrics
+from sgjnd.serve.protocol import STATE_KEY
 from sgjnd.serve.schemas import ERRORS, IMAGE_BODY, HealthResponse, JNDResponse, ReadyResponse
 from sgjnd.visual.views import BELOW_STEPS
 
@@ -166,12 +177,18 @@ class Service:
         self.metrics.in_flight.add(1)
         submitted = False
         try:
-            data, source = await _within(deadline, read_image(request), "reading the request body")
-            check_pixels(data, self.config.predict.max_pixels)
+            # Only the streaming of the body runs on the event loop; joining it, parsing a multipart form, reading
+            # the image header and all the work run on the pool, so the loop (and /healthz) never waits on them.
+            chunks = await _within(deadline, read_body(request), "reading the request body")
+            content_type = request.headers.get("content-type", "")
+            max_pixels = self.config.predict.max_pixels
 
             def job() -> Any:
                 if time.monotonic() >= deadline:  # timed out while queued for a thread: do nothing
                     raise RequestTimeout("request deadline passed while waiting for a worker thread")
+                data, source = image_from_body(content_type, b"".join(chunks))
+                chunks.clear()
+                check_pixels(data, max_pixels)
                 with request_deadline(deadline):
                     return work(data, source)
 
@@ -184,6 +201,8 @@ class Service:
             return await _within(deadline, asyncio.wrap_future(future), "predicting")
         except ApiError:
             raise
+        except ClientDisconnect as exc:  # nobody is left to answer; counted, not logged as a bug
+            raise api_error("bad_request", "the client closed the connection before sending its whole body") from exc
         except SgjndError as exc:
             raise api_error_from(exc) from exc
         except Exception as exc:  # a bug must fail its request only; the service goes on
@@ -212,31 +231,12 @@ async def _within(deadline: float, awaitable: Awaitable[Any], doing: str) -> Any
         ) from exc
 
 
-async def read_image(request: Request) -> tuple[bytes, str]:
-    """The image bytes of a request (raw body or multipart field ``file``) and a name for the result.
+async def read_body(request: Request) -> list[bytes]:
+    """The body's chunks as they stream in (bounded by the body limit of :func:`limit_receive`), unjoined.
 
-    Raises:
-        ApiError: 400 ``bad_request`` for a malformed multipart body or one without a ``file`` field.
+    This is all a request does on the event loop; :func:`image_from_body` parses the body on a worker thread.
     """
-    content_type = request.headers.get("content-type", "")
-    if not content_type.lower().startswith("multipart/form-data"):
-        return await request.body(), "<request body>"
-    try:
-        form = await request.form(max_files=1, max_fields=16)
-    except StarletteHTTPException as exc:  # Starlette's own 400 for malformed multipart
-        raise api_error("bad_request", f"malformed multipart body: {exc.detail}") from exc
-    try:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise api_error(
-                "bad_request",
-                f"the multipart form needs the image in a file field named 'file'; got fields {sorted(form.keys())}",
-            )
-        data = await upload.read()
-        name = os.path.basename(upload.filename or "")[:200] or "<upload>"
-    finally:
-        await form.close()
-    return data, name
+    return [chunk async for chunk in request.stream() if chunk]
 
 
 class _Guard:
@@ -296,10 +296,10 @@ def create_app(config: ServeConfig) -> FastAPI:
     service = Service(config)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         await asyncio.to_thread(service.start)
         try:
-            yield
+            yield {STATE_KEY: service}  # uvicorn hands this state to each connection (sgjnd.serve.protocol)
         finally:
             await asyncio.to_thread(service.stop)
 

@@ -12,6 +12,9 @@ from sgjnd.errors import UsageError
 from sgjnd.runtime.predictor import PredictConfig
 from sgjnd.runtime.search import SearchConfig
 
+PROBE_CONNECTIONS = 8
+"""Connections taken beyond ``max_connections`` when none is idle, for ``/healthz`` and ``/readyz`` only."""
+
 
 @dataclass(frozen=True)
 class ServeLimits:
@@ -25,22 +28,39 @@ class ServeLimits:
             a request is refused at once with 503 ``overloaded`` and ``Retry-After``.
         timeout_s: a request's deadline from its arrival, body upload included (504 ``timeout``); work for a
             request that timed out stops at its next inference.
+        header_timeout_s: a connection must send a complete request head (request line and headers) within this
+            many seconds of opening, or of its previous response; else it is closed (408 ``request_timeout`` when
+            part of a head had come, silently when nothing had). Bounds idle and slow-header (slowloris) sockets.
+        keep_alive_s: an idle keep-alive connection is closed this many seconds after its last response.
+        max_connections: open connections; at the limit, a new connection closes the connection that has been
+            idle longest (no request in progress: waiting for a first request, a slow head or keep-alive); when
+            none is idle, :data:`PROBE_CONNECTIONS` more are taken for ``/healthz`` and ``/readyz`` only (other
+            paths get 503 ``overloaded``), and beyond those a connection is refused with 503 ``overloaded``.
     """
 
     max_body_bytes: int = 32 << 20
     workers: int = 8
     queue: int = 64
     timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
+    keep_alive_s: float = 5.0
+    max_connections: int = 256
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "workers"):
+        for name in ("max_body_bytes", "workers", "max_connections"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(self.queue, bool) or not isinstance(self.queue, int) or self.queue < 0:
             raise UsageError(f"queue must be an integer >= 0, got {self.queue!r}")
-        if not self.timeout_s > 0:
-            raise UsageError(f"timeout must be > 0 seconds, got {self.timeout_s!r}")
+        for name, flag in (
+            ("timeout_s", "timeout"),
+            ("header_timeout_s", "header timeout"),
+            ("keep_alive_s", "keep-alive"),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or value == float("inf"):
+                raise UsageError(f"{flag} must be > 0 seconds, got {value!r}")
 
 
 @dataclass(frozen=True)

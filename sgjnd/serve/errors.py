@@ -13,6 +13,7 @@ from sgjnd.errors import (
     BackendUnavailable,
     CheckpointError,
     ImageError,
+    PixelLimitError,
     SgjndError,
     SpecError,
     UsageError,
@@ -47,9 +48,11 @@ ERROR_CODES: dict[str, int] = {
     "unauthorized": 401,
     "not_found": 404,
     "method_not_allowed": 405,
+    "request_timeout": 408,
     "body_too_large": 413,
     "too_many_pixels": 413,
     "unsupported_media_type": 415,
+    "headers_too_large": 431,
     "invalid_image": 422,
     "overloaded": 503,
     "not_ready": 503,
@@ -69,6 +72,7 @@ def api_error(code: str, message: str, headers: tuple[tuple[str, str], ...] = ()
 
 _BY_TYPE: tuple[tuple[type[SgjndError], str], ...] = (
     (RequestTimeout, "timeout"),
+    (PixelLimitError, "too_many_pixels"),
     (ImageError, "invalid_image"),
     (UsageError, "bad_request"),
     (SpecError, "model_error"),

@@ -1,14 +1,18 @@
-"""Checks that run before a request does work: bearer token, body size, admission (concurrency), pixel count.
+"""Checks that run before a request does work: bearer token, body size, admission (concurrency), pixel count;
+and the parsing of what a client sends (Content-Length, Authorization, multipart bodies).
 
 Each check raises :class:`~sgjnd.serve.errors.ApiError` with the status and stable code of
-:mod:`sgjnd.serve.errors`.
+:mod:`sgjnd.serve.errors`, and nothing else, whatever the input (a property test fuzzes them).
 """
 
 from __future__ import annotations
 
 import hmac
+import os
+import re
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 from starlette.types import Message, Receive
 
@@ -25,8 +29,9 @@ def check_bearer(authorization: str | None, token: str | None) -> None:
     if token is None:
         return
     scheme, _, given = (authorization or "").partition(" ")
-    # compare_digest: the time taken must not tell how much of a guess was right.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+    # compare_digest: the time taken must not tell how much of a guess was right. surrogatepass: any str encodes.
+    given_bytes = given.strip().encode("utf-8", "surrogatepass")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, token.encode("utf-8", "surrogatepass")):
         raise api_error(
             "unauthorized",
             "missing or wrong bearer token: send the header 'Authorization: Bearer <token>' with the token the "
@@ -44,10 +49,17 @@ def check_content_length(headers: Mapping[str, str], limit: int) -> None:
     raw = headers.get("content-length")
     if raw is None:
         return
-    if not raw.strip().isdigit():
-        raise api_error("bad_request", f"Content-Length must be a non-negative integer, got {raw!r}")
-    if int(raw) > limit:
-        raise _too_large(int(raw), limit)
+    value = raw.strip(" \t")  # HTTP's optional whitespace only: str.strip() would also drop '\x1f' and friends
+    if not _DIGITS.fullmatch(value):  # ASCII digits only: str.isdigit() also takes '²' and '٣'
+        raise api_error("bad_request", f"Content-Length must be a non-negative integer, got {raw[:40]!r}")
+    digits = value.lstrip("0") or "0"
+    if len(digits) > len(str(limit)):  # longer than the limit: too large, without int() of a huge string
+        raise _too_large(None, limit)
+    if int(digits) > limit:
+        raise _too_large(int(digits), limit)
+
+
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def _too_large(size: int | None, limit: int) -> Exception:
@@ -135,3 +147,93 @@ class Admission:
         """Release one admitted request (when its work has really finished, not when it timed out)."""
         with self._lock:
             self._count -= 1
+
+
+MAX_MULTIPART_PARTS = 16
+"""Most parts of a multipart body (one is the image)."""
+
+MAX_PART_HEADER_BYTES = 4096
+"""Largest header line of one multipart part."""
+
+
+def image_from_body(content_type: str, body: bytes) -> tuple[bytes, str]:
+    """The image of a request body (raw, or the field ``file`` of a multipart form) and a name for the result.
+
+    Runs on a worker thread (never the event loop): parsing a large multipart body is CPU work in Python.
+
+    Raises:
+        ApiError: 400 ``bad_request`` for a malformed multipart body, or one without a ``file`` field.
+    """
+    if not content_type.lower().lstrip().startswith("multipart/form-data"):
+        return body, "<request body>"
+    from python_multipart.multipart import parse_options_header
+
+    try:  # an HTTP header is latin-1; any other text (a library caller's) is not a valid Content-Type
+        _, params = parse_options_header(content_type.encode("latin-1"))
+    except (UnicodeEncodeError, ValueError) as exc:
+        raise api_error("bad_request", f"malformed Content-Type {content_type[:80]!r}") from exc
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise api_error("bad_request", "malformed multipart body: the Content-Type has no boundary parameter")
+    parts = _multipart_parts(boundary, body)
+    names: list[str] = []
+    for headers, data in parts:
+        _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
+        name = disposition.get(b"name", b"").decode("utf-8", "replace")
+        names.append(name)
+        if name == "file" and b"filename" in disposition:
+            filename = disposition[b"filename"].decode("utf-8", "replace")
+            return data, os.path.basename(filename.replace("\\", "/"))[:200] or "<upload>"
+    raise api_error(
+        "bad_request",
+        f"the multipart form needs the image in a file field named 'file'; got fields {sorted(names)[:16]}",
+    )
+
+
+def _multipart_parts(boundary: bytes, body: bytes) -> list[tuple[dict[bytes, bytes], bytes]]:
+    """The parts of a multipart body: (headers with lower-case names, data)."""
+    from python_multipart.multipart import FormParserError, MultipartParser
+
+    parts: list[tuple[dict[bytes, bytes], bytes]] = []
+    headers: dict[bytes, bytes] = {}
+    field: list[bytes] = []
+    value: list[bytes] = []
+    data: list[bytes] = []
+    ended = False
+
+    def too_many() -> None:
+        if len(parts) >= MAX_MULTIPART_PARTS:
+            raise api_error("bad_request", f"malformed multipart body: more than {MAX_MULTIPART_PARTS} parts")
+
+    def header_end() -> None:
+        headers[b"".join(field).lower()] = b"".join(value)
+        field.clear()
+        value.clear()
+
+    def part_end() -> None:
+        parts.append((dict(headers), b"".join(data)))
+        headers.clear()
+        data.clear()
+
+    def end() -> None:
+        nonlocal ended
+        ended = True
+
+    callbacks: Any = {
+        "on_part_begin": too_many,
+        "on_header_field": lambda b, start, stop: field.append(b[start:stop]),
+        "on_header_value": lambda b, start, stop: value.append(b[start:stop]),
+        "on_header_end": header_end,
+        "on_part_data": lambda b, start, stop: data.append(b[start:stop]),
+        "on_part_end": part_end,
+        "on_end": end,
+    }
+    try:
+        parser = MultipartParser(boundary, callbacks, max_header_size=MAX_PART_HEADER_BYTES)
+        parser.write(body)
+        parser.finalize()
+    except (FormParserError, ValueError) as exc:  # MultipartParseError, a boundary too long, ...
+        raise api_error("bad_request", f"malformed multipart body: {str(exc)[:200]}") from exc
+    if not ended:
+        raise api_error("bad_request", "malformed multipart body: it ends before its closing boundary")
+    return parts

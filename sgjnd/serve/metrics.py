@@ -159,6 +159,20 @@ class Metrics:
         )
         self.in_flight = Gauge("sgjnd_requests_in_flight", "Requests admitted and not yet finished.")
         self.ready = Gauge("sgjnd_model_ready", "1 when the model is loaded and the service takes requests.")
+        self.connections_opened = Counter("sgjnd_connections_opened_total", "TCP connections accepted.", ())
+        self.connections_open = Gauge("sgjnd_connections_open", "TCP connections open now.")
+        self.connections_closed = Counter(
+            "sgjnd_connections_closed_total",
+            "Connections closed by the service, by reason: idle_timeout (no request came), header_timeout (a slow "
+            "request head), keep_alive_timeout, evicted (idle, closed for a new connection at --max-connections), "
+            "refused (at the limit, none idle), bad_http (malformed request head).",
+            ("reason",),
+        )
+        self.connections_probe_only = Counter(
+            "sgjnd_connections_probe_only_total",
+            "Connections taken beyond --max-connections for /healthz and /readyz only (every connection was busy).",
+            (),
+        )
 
     def observe_batch(self, graph: str, rows: int, calls: int, seconds: float) -> None:
         """Record one backend run (the batcher's observer)."""
@@ -177,7 +191,8 @@ class Metrics:
         """The exposition text."""
         families = (
             self.requests, self.errors, self.latency, self.batch_rows, self.batch_calls, self.inference,
-            self.in_flight, self.ready,
+            self.in_flight, self.ready, self.connections_opened, self.connections_open, self.connections_closed,
+            self.connections_probe_only,
         )  # fmt: skip
         return "\n".join(line for family in families for line in family.render()) + "\n"
 

@@ -5,14 +5,31 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from typing import Any
 
 from sgjnd.errors import UsageError
 from sgjnd.serve.config import ServeConfig
 
 log = logging.getLogger(__name__)
 
-HEADROOM_CONNECTIONS = 32
-"""Connections uvicorn accepts beyond the admitted requests, so that probes and /metrics still get answers."""
+
+def uvicorn_options(config: ServeConfig, *, host: str, port: int) -> dict[str, Any]:
+    """The keyword arguments of ``uvicorn.run``/``uvicorn.Config`` for ``config``.
+
+    The HTTP protocol is :class:`~sgjnd.serve.protocol.GuardedH11Protocol` (whether or not httptools is installed):
+    it bounds idle and slow-header connections, keeps health checks answered at the connection limit and writes
+    uvicorn's own error responses in our JSON shape. uvicorn's ``limit_concurrency`` stays off (it counts idle
+    connections); admission (``--workers + --queue``) and ``--max-connections`` bound the work and the sockets.
+    """
+    from sgjnd.serve.protocol import GuardedH11Protocol
+
+    return {
+        "host": host,
+        "port": port,
+        "http": GuardedH11Protocol,
+        "timeout_keep_alive": max(1, round(config.limits.keep_alive_s)),  # the protocol applies the exact value
+        "log_level": "info",
+    }
 
 
 def is_loopback(host: str) -> bool:
@@ -49,15 +66,14 @@ def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, pro
             host,
             "" if config.token else " WITHOUT a token (set --token or SGJND_SERVE_TOKEN)",
         )
-    limit = config.limits.workers + config.limits.queue + HEADROOM_CONNECTIONS
-    common = {"host": host, "port": port, "limit_concurrency": limit, "timeout_keep_alive": 5, "log_level": "info"}
+    common = uvicorn_options(config, host=host, port=port)
     if processes == 1:
         from sgjnd.serve.app import create_app
 
-        uvicorn.run(create_app(config), **common)  # type: ignore[arg-type]
+        uvicorn.run(create_app(config), **common)
         return
     from sgjnd.serve.app import CONFIG_ENV
 
     # Worker processes are spawned: they rebuild the config from the environment and load their own model.
     os.environ[CONFIG_ENV] = config.to_json()
-    uvicorn.run("sgjnd.serve.app:app_from_environment", factory=True, workers=processes, **common)  # type: ignore[arg-type]
+    uvicorn.run("sgjnd.serve.app:app_from_environment", factory=True, workers=processes, **common)

@@ -100,3 +100,52 @@ def running_server(args: list[str], *, token: str | None = None) -> Iterator[tup
                 proc.kill()
                 proc.wait(STOP_TIMEOUT_S)
         reader.join(STOP_TIMEOUT_S)
+
+
+def address(url: str) -> tuple[str, int]:
+    """(host, port) of a base URL ``http://HOST:PORT``."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    return host, int(port)
+
+
+def read_response(sock: Any, timeout: float) -> tuple[int, dict[str, str], bytes]:
+    """Read one HTTP response from a raw socket until the server closes it: (status, lower-case headers, body).
+
+    Status 0 when the server closed the connection without a response.
+    """
+    import time
+
+    sock.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head:
+        return 0, {}, b""
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process ``pid`` (VmRSS from /proc), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def metric_value(text: str, sample: str) -> float:
+    """The value of one sample line (name with labels, exactly as rendered) in a /metrics body; 0 when absent."""
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    return 0.0

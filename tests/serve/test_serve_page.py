@@ -27,8 +27,19 @@ REMOTE = re.compile(r"""(src|href)\s*=\s*["']?https?:|url\(\s*["']?https?:|fetch
 @pytest.fixture(scope="module")
 def server(demo_onnx_dir: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """A real service over the demo model (trained: its JNDs fall inside the QF range), with a bearer token."""
-    args = [str(demo_onnx_dir), "--backend", "onnxruntime", "--threads", "2", "--max-patches", "4",
-            "--search", "coarse-to-fine", "--workers", "2"]
+    args = [
+        str(demo_onnx_dir),
+        "--backend",
+        "onnxruntime",
+        "--threads",
+        "2",
+        "--max-patches",
+        "4",
+        "--search",
+        "coarse-to-fine",
+        "--workers",
+        "2",
+    ]
     with running_server(args, token=TOKEN) as running:
         yield running
 
