@@ -102,3 +102,12 @@ def r50_export(tmp_path_factory: pytest.TempPathFactory):
     checkpoint = folder / "sgjnd_r50_seed0.pt"
     save_checkpoint(create_model("sgjnd_r50", seed=0), checkpoint, weights="UNTRAINED: sgjnd_r50 seed 0")
     return onnx_from_checkpoint(checkpoint, folder / "model")
+
+
+def fake_cpu(monkeypatch: pytest.MonkeyPatch, info: dict[str, object]) -> None:
+    """Make this CPU look like ``info`` both to the runtime (``sgjnd.runtime.cpu``) and to reports (``environment``)."""
+    import sgjnd.environment as environment
+    import sgjnd.runtime.cpu as cpu
+
+    monkeypatch.setattr(cpu, "cpu_info", lambda: info)
+    monkeypatch.setattr(environment, "cpu_info", lambda: info)

@@ -154,7 +154,7 @@ class QuantizeConfig:
             return False
         if self.reduce_range == "on":
             return True
-        from sgjnd.environment import cpu_info
+        from sgjnd.runtime.cpu import cpu_info
 
         return not cpu_info()["vnni"]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import fake_cpu
 
 from sgjnd.bench.config import PROFILES, REFERENCE, BenchConfig, Target
 from sgjnd.bench.prepare import Prepared
@@ -192,14 +193,13 @@ def test_openvino_targets_give_reasons(monkeypatch, tmp_path):
     assert reason is not None and "pip install 'sgjnd[openvino]'" in reason
     monkeypatch.undo()
     pytest.importorskip("openvino")
-    import sgjnd.environment as environment
 
     # bf16 runs the fp32 graphs: without them the reason names fp32; on a CPU without bf16 the reason names the flags.
     assert "no fp32 onnx files" in str(unavailable_reason(Target("ov", "openvino", "bf16"), _prepared(tmp_path)))
     prepared = _prepared(tmp_path)
     for name in ("encoder.onnx", "head.onnx"):
         (tmp_path / name).write_bytes(b"")
-    monkeypatch.setattr(environment, "cpu_info", lambda: {"model": "Test CPU", "flags": ["avx2"]})
+    fake_cpu(monkeypatch, {"model": "Test CPU", "flags": ["avx2"]})
     reason = unavailable_reason(Target("ov", "openvino", "bf16"), prepared)
     assert reason is not None and "Test CPU: it lacks avx512_bf16 and amx_bf16" in reason
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fake_cpu
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -207,7 +208,6 @@ def test_ort_warns_when_8bit_weights_meet_a_cpu_without_vnni(
     model_dir: Path, calib_photos: Path, photos: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture, reduce_range: str, warned: bool,
 ) -> None:
-    import sgjnd.environment as environment
     from sgjnd.runtime.backends.registry import open_model
 
     work = tmp_path / "model"
@@ -217,7 +217,7 @@ def test_ort_warns_when_8bit_weights_meet_a_cpu_without_vnni(
     calibrate_model(work, images=calib_photos, holdout=photos[:1], config=config)
     calibration = read_sidecar(work / "encoder.int8-ort.onnx").artifact.details["calibration"]
     assert calibration["reduce_range"] is (reduce_range == "on")
-    monkeypatch.setattr(environment, "cpu_info", lambda: {"machine": "x86_64", "vnni": False, "model": "test CPU"})
+    fake_cpu(monkeypatch, {"machine": "x86_64", "vnni": False, "model": "test CPU"})
     with caplog.at_level("WARNING", logger="sgjnd"), open_model("onnxruntime", work, precision="int8-ort"):
         pass
     assert ("may saturate" in caplog.text) is warned

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import fake_cpu
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -53,9 +54,8 @@ def test_only_activation_by_activation_matmuls_are_attention() -> None:
 ])
 def test_reduce_range_only_for_the_ort_flavour(setting: str, vnni: bool, expected: bool,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import sgjnd.environment as environment
 
-    monkeypatch.setattr(environment, "cpu_info", lambda: {"vnni": vnni})
+    fake_cpu(monkeypatch, {"vnni": vnni})
     config = QuantizeConfig(reduce_range=setting)  # type: ignore[arg-type]
     assert config.reduce_range_for("ort-cpu") is expected
     assert config.reduce_range_for("tensorrt") is False

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import fake_cpu
 
 ov = pytest.importorskip("openvino", reason="the openvino backend needs openvino: pip install 'sgjnd[openvino]'")
 pytest.importorskip("onnxruntime", reason="the tiny model is exported and compared with ONNX Runtime")
@@ -173,9 +174,8 @@ def test_bf16_refusal_names_the_missing_flags() -> None:
 
 
 def test_bf16_is_refused_on_a_cpu_without_it(tiny_onnx_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sgjnd.environment as environment
 
-    monkeypatch.setattr(environment, "cpu_info", lambda: {"model": "Test CPU", "flags": ["avx2", "fma"]})
+    fake_cpu(monkeypatch, {"model": "Test CPU", "flags": ["avx2", "fma"]})
     with pytest.raises(BackendUnavailable, match=r"bf16 inference needs a CPU with AVX-512-BF16 or AMX; Test CPU: "
                        r"it lacks avx512_bf16 and amx_bf16"):
         _run(tiny_onnx_dir, _patches(1), precision="bf16")

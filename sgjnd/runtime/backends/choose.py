@@ -243,7 +243,7 @@ def choose_for_model_dir(model_dir: Path, *, precision: str | None = None) -> Ch
     Raises:
         UsageError: not a directory, an unknown precision, or nothing eligible.
     """
-    from sgjnd.environment import cpu_info
+    from sgjnd.runtime.cpu import cpu_info
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():

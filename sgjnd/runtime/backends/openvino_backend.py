@@ -337,7 +337,7 @@ def _pad(array: np.ndarray, batch: int) -> np.ndarray:
 
 def _require_bf16(core: Any) -> None:
     """Refuse bf16 inference on a CPU without AVX-512-BF16/AMX, naming the flags it lacks."""
-    from sgjnd.environment import cpu_info
+    from sgjnd.runtime.cpu import cpu_info
 
     cpu = cpu_info()
     capabilities = [str(c) for c in core.get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")]

@@ -367,7 +367,7 @@ def _warn_if_u8s8_saturates(artifact: Path, sidecar: Sidecar) -> None:
     calibration = sidecar.artifact.details.get("calibration") or {}
     if calibration.get("flavour") != "ort-cpu" or calibration.get("reduce_range", True):
         return
-    from sgjnd.environment import cpu_info
+    from sgjnd.runtime.cpu import cpu_info
 
     cpu = cpu_info()
     if cpu["machine"] in ("x86_64", "AMD64") and not cpu["vnni"]:
