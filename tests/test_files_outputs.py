@@ -297,3 +297,27 @@ def test_fuzzed_sidecars_give_a_spec_or_a_spec_error(data: st.DataObject) -> Non
     except SpecError:
         return
     assert sidecar.model.patch_size > 0 and all(s > 0 and math.isfinite(s) for s in sidecar.model.std)
+
+
+# -- the other commands that write a file the user names --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["calibrate", "label", "init"])
+def test_other_outputs_refuse_a_file_not_ours(
+    command: str, tiny_onnx_dir: Path, photos: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`calibrate --save-patches`, `label -o` and `init -o` check their output before any work."""
+    victim = tmp_path / {"calibrate": "patches.npz", "label": "labels.csv", "init": "model.pt"}[command]
+    victim.write_bytes(b"somebody's data, not a file sgjnd wrote\n")
+    before = victim.read_bytes()
+    argv = {
+        "calibrate": ["calibrate", str(tiny_onnx_dir), "--images", str(photos[0].parent), "--precision", "int8",
+                      "--save-patches", str(victim), "--no-report", "--quiet"],
+        "label": ["label", str(photos[0]), "-o", str(victim), "--quiet"],
+        "init": ["init", "sgjnd_tiny", "--seed", "0", "-o", str(victim)],
+    }[command]
+    assert main(argv) == UsageError.exit_code
+    line = one_error_line(capsys.readouterr().err, command)
+    assert str(victim) in line and "not a" in line and "left unchanged" in line, line
+    assert victim.read_bytes() == before
+    assert not list(tiny_onnx_dir.glob(".calibrate-*"))  # nothing was started in the model directory
