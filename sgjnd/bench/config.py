@@ -61,6 +61,8 @@ DEFAULT_TARGETS: tuple[Target, ...] = (
     Target("trt/fp32", "tensorrt", "fp32", device="gpu", label="TensorRT FP32"),
     Target("trt/fp16", "tensorrt", "fp16", device="gpu", label="TensorRT FP16 (strongly typed)"),
     Target("trt/int8", "tensorrt", "int8", device="gpu", label="TensorRT INT8 (QDQ, strongly typed)"),
+    Target("trt-rtx/fp16", "tensorrt-rtx", "fp16", device="gpu", label="TensorRT-RTX FP16 (RTX GPUs, cc 7.5/8.x/12.x)"),
+    Target("trt-rtx/int8", "tensorrt-rtx", "int8", device="gpu", label="TensorRT-RTX INT8 (QDQ; RTX GPUs)"),
     Target("ort-trt-ep/fp32", "onnxruntime", "fp32", ("tensorrt", "cuda", "cpu"), "gpu",
            label="ONNX Runtime TensorRT EP FP32"),
 )

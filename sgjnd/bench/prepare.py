@@ -259,26 +259,37 @@ def _calibration_jobs(prepared: Prepared, directory: Path, config: BenchConfig, 
 
 def _engines(prepared: Prepared, directory: Path, config: BenchConfig, own_dir: Path, *, writable: bool,
              say: Say) -> None:
-    """Build the TensorRT engines of every precision whose ONNX graphs exist, where TensorRT and a GPU exist."""
-    have = available_precisions(directory, "engine")
-    for precision in ("fp32", "fp16", "int8"):
-        key = f"engine:{precision}"
-        if precision in have:
-            continue
-        if not writable:
-            hint = f"sgjnd build {directory} --precision {precision}"
-            prepared.missing[key] = f"no {precision} engines in {directory}; build them with: {hint}"
-            continue
-        try:
-            from sgjnd.engine_spec import BatchProfile, BuildConfig
-            from sgjnd.export.trt import engines_from_model_dir
+    """Build the engines of every precision whose ONNX graphs exist, for each TensorRT product a target names
+    (TensorRT, TensorRT-RTX), where the product and a GPU exist."""
+    from sgjnd.engine_spec import PRODUCTS
 
-            profile = BatchProfile(1, min(16, max(config.batch_sizes)), max(config.batch_sizes))
-            build = BuildConfig(precision=precision, batch=profile, timing_cache=own_dir / "timing.cache")
-            say(f"{precision} engines: building in {directory}")
-            engines_from_model_dir(directory, build)
-        except (SgjndError, ImportError) as exc:
-            prepared.missing[key] = f"{precision} engines could not be built: {exc}"
+    products = [PRODUCTS[b] for b in dict.fromkeys(t.backend for t in config.targets) if b in PRODUCTS]
+    for product in products:
+        have = available_precisions(directory, product.engine_ext)
+        named = {t.precision for t in config.targets if t.backend == product.name}
+        wanted = [p for p in ("fp32", "fp16", "int8") if p in named]
+        for precision in wanted:
+            key = f"{product.engine_ext}:{precision}"
+            if precision in have:
+                continue
+            runtime = "" if product.name == "tensorrt" else f" --runtime {product.name}"
+            if not writable:
+                hint = f"sgjnd build {directory}{runtime} --precision {precision}"
+                prepared.missing[key] = (
+                    f"no {precision} {product.title} engines in {directory}; build them with: {hint}"
+                )
+                continue
+            try:
+                from sgjnd.engine_spec import BatchProfile, BuildConfig
+                from sgjnd.export.trt import engines_from_model_dir
+
+                profile = BatchProfile(1, min(16, max(config.batch_sizes)), max(config.batch_sizes))
+                cache = own_dir / "timing.cache" if product.name == "tensorrt" else None  # TensorRT-RTX has none
+                build = BuildConfig(precision=precision, batch=profile, timing_cache=cache, runtime=product.name)
+                say(f"{precision} {product.title} engines: building in {directory}")
+                engines_from_model_dir(directory, build)
+            except (SgjndError, ImportError) as exc:
+                prepared.missing[key] = f"{precision} {product.title} engines could not be built: {exc}"
 
 
 def _images(config: BenchConfig) -> tuple[list[Path], str]:

@@ -571,7 +571,9 @@ def run_suite(
             log.info("%s", message)
 
     environment = machine_info(config.threads)
-    need_engines = any(t.backend == "tensorrt" for t in config.targets) and bool(environment["gpu"].get("available"))
+    engine_backends = ("tensorrt", "tensorrt-rtx")
+    gpu = bool(environment["gpu"].get("available"))
+    need_engines = gpu and any(t.backend in engine_backends for t in config.targets)
     prepared = prepare(config, out_dir, weights=weights, model_dir=model_dir, need_engines=need_engines, say=say)
     rows, frame = measure_frame(config, prepared, say)
 
