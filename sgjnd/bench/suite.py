@@ -575,6 +575,17 @@ def run_suite(
     gpu = bool(environment["gpu"].get("available"))
     need_engines = gpu and any(t.backend in engine_backends for t in config.targets)
     prepared = prepare(config, out_dir, weights=weights, model_dir=model_dir, need_engines=need_engines, say=say)
+    if not gpu:  # engines are built only where they can run: say so rather than "no engine files"
+        from sgjnd.engine_spec import PRODUCTS
+
+        why = environment["gpu"].get("reason") or "none found"
+        for t in config.targets:
+            if t.backend in engine_backends:
+                product = PRODUCTS[t.backend]
+                prepared.missing.setdefault(
+                    f"{product.engine_ext}:{t.precision}",
+                    f"no NVIDIA GPU here ({why}): {product.title} engines are built and run where one is",
+                )
     rows, frame = measure_frame(config, prepared, say)
 
     reasons = {t.name: unavailable_reason(t, prepared) for t in config.targets}

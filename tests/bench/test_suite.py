@@ -236,7 +236,7 @@ def tiny_run(tmp_path_factory):
     from sgjnd.cli import main
 
     out = tmp_path_factory.mktemp("bench")
-    config = _tiny_config((REFERENCE, "ort-cpu/fp32", "ort-cpu/int8-ort", "ov-cpu/fp32", "trt/fp16"))
+    config = _tiny_config((REFERENCE, "ort-cpu/fp32", "ort-cpu/int8-ort", "ov-cpu/fp32", "trt/fp16", "trt-rtx/int8"))
     (out / "config.json").write_text(__import__("sgjnd.bench.config", fromlist=["dump_config"]).dump_config(config))
     code = main(["bench", "--config", str(out / "config.json"), "-o", str(out), "-q"])
     assert code == 0
@@ -260,6 +260,8 @@ def test_tiny_run_writes_every_output(tiny_run):
 
 
 def test_tiny_run_reports_skipped_targets_with_reasons(tiny_run):
+    import importlib.util
+
     from sgjnd.bench.results import read_run
 
     run = read_run(tiny_run / "bench.json")
@@ -268,6 +270,10 @@ def test_tiny_run_reports_skipped_targets_with_reasons(tiny_run):
     assert all("int8-ort" in r.reason for r in int8)
     md = (tiny_run / "bench.md").read_text()
     assert "| `trt/fp16` | TensorRT FP16 (strongly typed) | SKIPPED |" in md or "| `trt/fp16` |" in md
+    rtx = run.select(target="trt-rtx/int8")
+    assert (rtx and all(r.status == "skipped" for r in rtx)) or run.environment["gpu"].get("available")
+    if importlib.util.find_spec("tensorrt_rtx") and not run.environment["gpu"].get("available"):
+        assert all("no NVIDIA GPU here" in r.reason for r in rtx), [r.reason for r in rtx]  # not "no engine files"
 
 
 def test_tiny_run_measures_openvino_beside_the_others(tiny_run):
