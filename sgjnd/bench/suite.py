@@ -98,8 +98,9 @@ def unavailable_reason(target: Target, prepared: Prepared) -> str | None:
         return None if prepared.checkpoint is not None else prepared.checkpoint_reason
     if prepared.model_dir is None:
         return prepared.model_dir_reason or "no model directory"
-    files: dict[str, Extension] = {"tensorrt": "engine", "tensorrt-rtx": "rtx.engine"}
-    ext: Extension = files.get(target.backend, "onnx")
+    from sgjnd.engine_spec import PRODUCTS
+
+    ext: Extension = PRODUCTS[target.backend].engine_ext if target.backend in PRODUCTS else "onnx"
     graphs = INFERENCE_ONLY_PRECISIONS.get(target.precision, target.precision)
     if graphs not in available_precisions(prepared.model_dir, ext):
         default = f"no {graphs} {ext} files in {prepared.model_dir}"

@@ -485,17 +485,17 @@ def int8_from_onnx(
         raise CalibrationError(
             f"ONNX Runtime could not quantise {Path(src).name} ({flavour} flavour): {type(exc).__name__}: {exc}"
         ) from exc
-    if flavour == "tensorrt" and "Add" in op_types:
+    trt_problems: list[str] = []
+    if flavour == "tensorrt":  # one load serves the placement pass and the rule check
         qdq = onnx.load(str(dst))
-        rewired = drop_input_qdq(qdq, fusible_add_inputs(model.graph))
+        rewired = drop_input_qdq(qdq, fusible_add_inputs(model.graph)) if "Add" in op_types else 0
         if rewired:
             onnx.save(qdq, str(dst))
             notes.append(f"{rewired} residual Add input(s) from a Conv/GEMM left unquantised, so TensorRT fuses the "
                          "Add into that kernel (the skip connection keeps its Q/DQ)")
+        trt_problems = tensorrt_qdq_problems(qdq)
     summary = summarize_qdq(dst)
-    problems = check_flavour(summary, flavour)
-    if flavour == "tensorrt":
-        problems += tensorrt_qdq_problems(onnx.load(str(dst)))
+    problems = check_flavour(summary, flavour) + trt_problems
     if problems:
         shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
         raise CalibrationError(f"the {flavour} QDQ graph breaks its rules ({len(problems)} problem(s)): {shown}")
