@@ -35,16 +35,14 @@ import numpy as np
 from sgjnd.errors import BackendError, BackendUnavailable, SpecError, UsageError
 from sgjnd.runtime.backends.base import Backend
 from sgjnd.runtime.backends.ort import (
-    check_onnx_sidecar,
+    load_checked_graph,
     max_batch_of,
     precision_of,
     read_graph_sidecars,
-    read_verified_bytes,
-    rebuild_hint,
 )
 from sgjnd.runtime.backends.registry import ModelBackends, graph_names
 from sgjnd.runtime.modeldir import artifact_path
-from sgjnd.spec import GraphSpec, ModelSpec, read_sidecar
+from sgjnd.spec import GraphSpec, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -234,13 +232,9 @@ class OpenVinoBackend(Backend):
     # -- lifecycle -------------------------------------------------------------------------------------------
     def _load(self) -> None:
         ov = require_openvino()
-        precision = precision_of(self.artifact)
-        hint = rebuild_hint(self.artifact.parent, precision)
-        sidecar = read_sidecar(self.artifact, rebuild_hint=hint, verify_hash=False)
-        check_onnx_sidecar(sidecar, self.artifact, self.model, self.graph.name, hint)
+        sidecar, data, precision, hint = load_checked_graph(self.artifact, self.model, self.graph.name)
         if "fp16" in (sidecar.artifact.precision, precision):
             raise UsageError(f"{self.artifact.name} is an fp16 graph, and {FP16_REFUSAL}")
-        data = read_verified_bytes(self.artifact, sidecar, hint)
         if self._max_batch is None:
             self._max_batch = max_batch_of(sidecar)
         if self.static_batch is not None and self._max_batch is not None and self.static_batch > self._max_batch:

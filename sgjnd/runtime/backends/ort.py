@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -255,12 +255,7 @@ class OrtBackend(Backend):
     def _load(self) -> None:
         import onnxruntime as ort
 
-        precision = precision_of(self.artifact)
-        hint = rebuild_hint(self.artifact.parent, precision)
-        sidecar = read_sidecar(self.artifact, rebuild_hint=hint, verify_hash=False)
-        check_onnx_sidecar(sidecar, self.artifact, self.model, self.graph.name, hint)
-        # Hash the bytes the session is built from, so the file cannot change between the check and the load.
-        data = read_verified_bytes(self.artifact, sidecar, hint)
+        sidecar, data, _, hint = load_checked_graph(self.artifact, self.model, self.graph.name)
         actual = sidecar.artifact.sha256
         if self._max_batch is None:
             self._max_batch = max_batch_of(sidecar)
@@ -394,6 +389,37 @@ def read_verified_bytes(artifact: Path, sidecar: Sidecar, hint: str) -> bytes:
             f"truncated or replaced). Regenerate it with: {hint}"
         )
     return data
+
+
+class CheckedGraph(NamedTuple):
+    """An ONNX graph read for a session: its sidecar, its verified bytes, the precision in its file name, and the
+    command that rebuilds it (for later errors)."""
+
+    sidecar: Sidecar
+    data: bytes
+    precision: str
+    hint: str
+
+
+def load_checked_graph(artifact: Path, model: ModelSpec, graph: GraphName) -> CheckedGraph:
+    """What every backend that runs our ONNX files does before building a session: read the sidecar, check it
+    describes ``graph`` of ``model``, and read the graph's bytes once, verified against the sidecar's sha256.
+
+    Build the session from the returned bytes (never from the path again), so the file cannot change between the
+    check and the load.
+
+    Returns:
+        The sidecar, the bytes, the file name's precision and the rebuild command.
+
+    Raises:
+        SpecError: the sidecar is missing, describes something else, or does not match the bytes (with the command
+            that rebuilds the graph).
+    """
+    precision = precision_of(artifact)
+    hint = rebuild_hint(artifact.parent, precision)
+    sidecar = read_sidecar(artifact, rebuild_hint=hint, verify_hash=False)
+    check_onnx_sidecar(sidecar, artifact, model, graph, hint)
+    return CheckedGraph(sidecar, read_verified_bytes(artifact, sidecar, hint), precision, hint)
 
 
 def max_batch_of(sidecar: Sidecar) -> int | None:
