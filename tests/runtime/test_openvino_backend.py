@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from backend_contract import check_runs_both_graphs_at_any_batch, tiny_patches
 from conftest import fake_cpu
 
 ov = pytest.importorskip("openvino", reason="the openvino backend needs openvino: pip install 'sgjnd[openvino]'")
@@ -33,10 +34,6 @@ def model_dir(tiny_onnx_dir: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_onnx_dir, tmp_path / "model"))
 
 
-def _patches(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, 3, 64, 64), dtype=np.float32)
-
-
 def _load(model_dir: Path, **options: Any) -> None:
     """Open and load both graphs (where the hash and I/O checks run), then release them."""
     with open_model("openvino", model_dir, **options):
@@ -55,25 +52,11 @@ def test_registry_finds_the_backend() -> None:
 
 
 def test_runs_both_graphs_at_any_batch(tiny_onnx_dir: Path) -> None:
-    models = open_model("openvino", tiny_onnx_dir, threads=1)
-    assert models.model.name == "sgjnd_tiny" and models.weights == "UNTRAINED: seed 0"
-    assert models.encoder.max_batch_size == 64 and models.encoder.preferred_batch_size == 16
-    with models:
-        for n in (1, 5, 64):
-            features = models.encoder.infer({"patches": _patches(n)})["features"]
-            assert features.shape == (n, 128) and features.dtype == np.float32
-        out = models.head.infer({"f_ref": features, "f_dis": features[::-1].copy()})
-        assert out["q"].shape == (64,) and out["w"].shape == (64,)
-        assert np.all((out["q"] > 0) & (out["q"] < 1)) and np.all(out["w"] > 0)
-        assert models.encoder.description == "openvino CPU fp32"
-        with pytest.raises(UsageError, match="exceeds the artifact's maximum batch 64"):
-            models.encoder.infer({"patches": _patches(65)})
-        with pytest.raises(UsageError, match="must have shape"):
-            models.encoder.infer({"patches": np.zeros((2, 3, 32, 32), np.float32)})
+    check_runs_both_graphs_at_any_batch(open_model("openvino", tiny_onnx_dir, threads=1), "openvino CPU fp32")
 
 
 def test_matches_onnxruntime_fp32_within_tolerance(tiny_onnx_dir: Path) -> None:
-    patches = _patches(8)
+    patches = tiny_patches(8)
     reference = _run(tiny_onnx_dir, patches, "onnxruntime")
     ours = _run(tiny_onnx_dir, patches)
     results = compare_outputs(reference, ours, tolerances_for("fp32"))
@@ -82,7 +65,7 @@ def test_matches_onnxruntime_fp32_within_tolerance(tiny_onnx_dir: Path) -> None:
 
 @pytest.mark.skipif(not HAS_BF16, reason="bf16 needs a CPU with AVX-512-BF16 or AMX")
 def test_bf16_runs_the_fp32_graphs_within_the_bf16_tolerance(tiny_onnx_dir: Path) -> None:
-    patches = _patches(8)
+    patches = tiny_patches(8)
     reference = _run(tiny_onnx_dir, patches, "onnxruntime")
     with open_model("openvino", tiny_onnx_dir, precision="bf16") as models:
         assert models.encoder.artifact.name == "encoder.onnx"
@@ -106,7 +89,7 @@ def test_compile_properties_are_explicit(tiny_onnx_dir: Path) -> None:
 
 
 def test_static_batch_pads_smaller_batches(tiny_onnx_dir: Path) -> None:
-    patches = _patches(3)
+    patches = tiny_patches(3)
     dynamic = _run(tiny_onnx_dir, patches)
     with open_model("openvino", tiny_onnx_dir, static_batch=4) as models:
         assert models.encoder.max_batch_size == 4 and models.encoder.preferred_batch_size == 4
@@ -116,17 +99,17 @@ def test_static_batch_pads_smaller_batches(tiny_onnx_dir: Path) -> None:
         assert features.shape == (3, 128)
         np.testing.assert_allclose(features, dynamic["features"], rtol=1e-4, atol=1e-5)
         with pytest.raises(UsageError, match="exceeds the artifact's maximum batch 4"):
-            models.encoder.infer({"patches": _patches(5)})
+            models.encoder.infer({"patches": tiny_patches(5)})
     with pytest.raises(UsageError, match=r"static_batch 65 exceeds encoder\.onnx's maximum batch 64"):
         _run(tiny_onnx_dir, patches, static_batch=65)
 
 
 def test_cache_dir_keeps_compiled_models(tiny_onnx_dir: Path, tmp_path: Path) -> None:
     cache = tmp_path / "ov-cache"
-    first = _run(tiny_onnx_dir, _patches(2), cache_dir=cache)
+    first = _run(tiny_onnx_dir, tiny_patches(2), cache_dir=cache)
     blobs = sorted(cache.glob("*.blob"))
     assert len(blobs) == 2  # encoder and head
-    again = _run(tiny_onnx_dir, _patches(2), cache_dir=cache)
+    again = _run(tiny_onnx_dir, tiny_patches(2), cache_dir=cache)
     assert sorted(cache.glob("*.blob")) == blobs
     np.testing.assert_array_equal(first["features"], again["features"])
 
@@ -178,7 +161,7 @@ def test_bf16_is_refused_on_a_cpu_without_it(tiny_onnx_dir: Path, monkeypatch: p
     fake_cpu(monkeypatch, {"model": "Test CPU", "flags": ["avx2", "fma"]})
     with pytest.raises(BackendUnavailable, match=r"bf16 inference needs a CPU with AVX-512-BF16 or AMX; Test CPU: "
                        r"it lacks avx512_bf16 and amx_bf16"):
-        _run(tiny_onnx_dir, _patches(1), precision="bf16")
+        _run(tiny_onnx_dir, tiny_patches(1), precision="bf16")
 
 
 # -- sidecar and graph checks (as the ONNX Runtime backend) ----------------------------------------------------
@@ -240,7 +223,7 @@ def int8_dir(tiny_onnx_dir: Path, photos: list[Path], tmp_path_factory: pytest.T
 
 @pytest.mark.parametrize("precision", ["int8-ort", "int8"])
 def test_int8_qdq_graphs_run_integer_kernels_close_to_fp32(int8_dir: Path, precision: str) -> None:
-    patches = _patches(8)
+    patches = tiny_patches(8)
     reference = _run(int8_dir, patches, "onnxruntime")
     with open_model("openvino", int8_dir, precision=precision) as models:
         assert models.encoder.description == f"openvino CPU {precision}"

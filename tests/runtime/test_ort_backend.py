@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from backend_contract import check_runs_both_graphs_at_any_batch, tiny_patches
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -44,30 +45,12 @@ def _load(model_dir: Path, **options: Any) -> None:
         pass
 
 
-def _patches(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, 3, 64, 64), dtype=np.float32)
-
-
 def test_registry_finds_the_backend() -> None:
     assert backend_class("onnxruntime") is OrtBackend
 
 
 def test_runs_both_graphs_at_any_batch(exports: tuple[Path, Path]) -> None:
-    models = open_model("onnxruntime", exports[0])
-    assert models.model.name == "sgjnd_tiny" and models.weights == "UNTRAINED: seed 0"
-    assert models.encoder.max_batch_size == 64 and models.encoder.preferred_batch_size == 16
-    with models:
-        for n in (1, 5, 64):
-            features = models.encoder.infer({"patches": _patches(n)})["features"]
-            assert features.shape == (n, 128) and features.dtype == np.float32
-        out = models.head.infer({"f_ref": features, "f_dis": features[::-1].copy()})
-        assert out["q"].shape == (64,) and out["w"].shape == (64,)
-        assert np.all((out["q"] > 0) & (out["q"] < 1)) and np.all(out["w"] > 0)
-        assert models.encoder.description == "onnxruntime CPU fp32"
-        with pytest.raises(UsageError, match="exceeds the artifact's maximum batch 64"):
-            models.encoder.infer({"patches": _patches(65)})
-        with pytest.raises(UsageError, match="must have shape"):
-            models.encoder.infer({"patches": np.zeros((2, 3, 32, 32), np.float32)})
+    check_runs_both_graphs_at_any_batch(open_model("onnxruntime", exports[0]), "onnxruntime CPU fp32")
 
 
 def test_session_options_are_set_deliberately(exports: tuple[Path, Path]) -> None:
@@ -212,7 +195,7 @@ def test_graphs_from_different_checkpoints_are_refused(exports: tuple[Path, Path
 
 def test_optimized_cache_is_written_reused_and_verified(exports: tuple[Path, Path], tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    feeds = {"patches": _patches(2)}
+    feeds = {"patches": tiny_patches(2)}
     with open_model("onnxruntime", exports[0], optimized_cache=cache) as models:
         want = models.encoder.infer(feeds)["features"]
     files = sorted(p.name for p in cache.iterdir())
@@ -264,7 +247,7 @@ def test_optimized_cache_is_skipped_and_explained_once_with_a_compiling_provider
     for _ in range(2):
         with caplog.at_level("WARNING", logger=ort_backend.__name__), \
                 open_model("onnxruntime", exports[0], optimized_cache=cache) as models:
-            assert models.encoder.infer({"patches": _patches(1)})["features"].shape == (1, 128)
+            assert models.encoder.infer({"patches": tiny_patches(1)})["features"].shape == (1, 128)
     assert not cache.exists() or not any(cache.iterdir())
     skipped = [r.getMessage() for r in caplog.records if "optimized_cache" in r.getMessage()]
     assert len(skipped) == 1  # once, not per graph or per session
