@@ -8,6 +8,7 @@ import importlib.util
 import platform
 from typing import Any
 
+from sgjnd.engine_spec import PRODUCTS
 from sgjnd.runtime.backends.registry import EXTRAS, list_backends
 from sgjnd.runtime.cpu import cpu_info as cpu_info  # re-exported: `sgjnd info` and reports use it from here
 
@@ -39,17 +40,22 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def tensorrt_available(module_name: str = "tensorrt") -> bool:
-    """True only for a real TensorRT or TensorRT-RTX (the stubs or an empty namespace package do not count)."""
+def tensorrt_available(product: str = "tensorrt") -> bool:
+    """True only for a real TensorRT or TensorRT-RTX (the stubs or an empty namespace package do not count): the
+    backend's own check (:func:`sgjnd.runtime.backends.trt.trt_module`)."""
+    from sgjnd.errors import BackendUnavailable
+    from sgjnd.runtime.backends.trt import trt_module
+
     try:
-        module = importlib.import_module(module_name)
-    except (ImportError, OSError):
+        trt_module(PRODUCTS[product])
+    except BackendUnavailable:
         return False
-    return hasattr(module, "Builder")
+    return True
 
 
-_PROBES = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx",
-           "openvino": "openvino"}
+_PROBES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino",
+           **{name: product.module for name, product in PRODUCTS.items()}}
+"""Backend name -> the module whose presence decides "installed"."""
 _NOTES = {"tensorrt-rtx": " (builds engines without a GPU; running them needs an RTX-class GPU, cc 7.5/8.x/12.x)"}
 
 
@@ -60,7 +66,7 @@ def backend_status() -> dict[str, str]:
         module = _PROBES.get(name, name)
         if importlib.util.find_spec(module) is None:
             status[name] = f"not installed (pip install 'sgjnd[{EXTRAS[name]}]')"
-        elif name.startswith("tensorrt") and not tensorrt_available(module):
+        elif name in PRODUCTS and not tensorrt_available(name):
             status[name] = f"not usable: `{module}` imports but is not a real build (stubs?)"
         else:
             status[name] = "available" + _NOTES.get(name, "")
