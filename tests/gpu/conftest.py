@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +55,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"SGJND_REQUIRE_GPU=1 but the GPU tests cannot run: {detail}")
         title = "TensorRT-RTX" if product == "tensorrt-rtx" else "TensorRT"
         item.add_marker(pytest.mark.skip(reason=f"{SKIP_REASON.format(title=title)} ({detail})"))
+
+
+@pytest.fixture(scope="session")
+def tiny_graphs(tmp_path_factory: pytest.TempPathFactory, calib_photos: Path) -> Path:
+    """The untrained tiny model (max batch 16): encoder.onnx/head.onnx, and the fp16 and int8 graphs (TensorRT
+    flavour, INT8 head too) made by `sgjnd calibrate` on real photos, as a user makes them before `sgjnd build`."""
+    pytest.importorskip("torch", reason="the tiny model is made with torch: pip install 'sgjnd[onnx]'")
+    onnx_export = pytest.importorskip("sgjnd.export.onnx")
+    from sgjnd.cli import main
+    from sgjnd.model import create_model, save_checkpoint
+
+    out = tmp_path_factory.mktemp("tiny")
+    checkpoint = out / "tiny.pt"
+    save_checkpoint(create_model("sgjnd_tiny", seed=0), checkpoint, weights="UNTRAINED: random init, seed 0")
+    onnx_export.onnx_from_checkpoint(checkpoint, out, max_batch=16)
+    assert main(["calibrate", str(out), "--images", str(calib_photos), "--precision", "int8", "--target",
+                 "tensorrt", "--num-patches", "64", "--head", "int8", "--no-report", "--quiet"]) == 0
+    assert main(["calibrate", str(out), "--precision", "fp16", "--no-report", "--quiet"]) == 0
+    return out

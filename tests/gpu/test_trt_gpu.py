@@ -25,22 +25,10 @@ BATCHES = (1, 3, 16)
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, calib_photos: Path) -> Path:
-    """The untrained tiny model: encoder.onnx/head.onnx, and the fp16 and int8 (TensorRT flavour, INT8 head too)
-    graphs made by `sgjnd calibrate` on real photos."""
-    pytest.importorskip("torch", reason="the tiny model is made with torch: pip install 'sgjnd[onnx]'")
-    onnx_export = pytest.importorskip("sgjnd.export.onnx")
-    from sgjnd.cli import main
-    from sgjnd.model import create_model, save_checkpoint
-
-    out = tmp_path_factory.mktemp("tiny")
-    checkpoint = out / "tiny.pt"
-    save_checkpoint(create_model("sgjnd_tiny", seed=0), checkpoint, weights="UNTRAINED: random init, seed 0")
-    onnx_export.onnx_from_checkpoint(checkpoint, out, max_batch=PROFILE.max)
-    assert main(["calibrate", str(out), "--images", str(calib_photos), "--precision", "int8", "--target",
-                 "tensorrt", "--num-patches", "64", "--head", "int8", "--no-report", "--quiet"]) == 0
-    assert main(["calibrate", str(out), "--precision", "fp16", "--no-report", "--quiet"]) == 0
-    return out
+def model_dir(tiny_graphs: Path) -> Path:
+    """The tiny model's FP32, FP16 and INT8 graphs (tests/gpu/conftest.py); engines are built beside them."""
+    assert PROFILE.max == 16  # the graphs' max batch
+    return tiny_graphs
 
 
 _BUILT: dict[str, list[Path]] = {}

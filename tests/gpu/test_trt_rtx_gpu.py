@@ -21,23 +21,14 @@ BATCH = "1,4,16"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, calib_photos: Path) -> Path:
-    """The tiny model's FP32, FP16 and INT8 graphs (`sgjnd calibrate`) and their TensorRT-RTX engines."""
-    pytest.importorskip("torch", reason="the tiny model is made with torch: pip install 'sgjnd[onnx]'")
+def model_dir(tiny_graphs: Path) -> Path:
+    """The tiny model's FP32, FP16 and INT8 graphs (tests/gpu/conftest.py) and their TensorRT-RTX engines."""
     from sgjnd.cli import main
-    from sgjnd.export.onnx import onnx_from_checkpoint
-    from sgjnd.model import create_model, save_checkpoint
 
-    out = tmp_path_factory.mktemp("tiny-rtx")
-    checkpoint = out / "tiny.pt"
-    save_checkpoint(create_model("sgjnd_tiny", seed=0), checkpoint, weights="UNTRAINED: random init, seed 0")
-    onnx_from_checkpoint(checkpoint, out, max_batch=16)
-    assert main(["calibrate", str(out), "--images", str(calib_photos), "--precision", "int8", "--target",
-                 "tensorrt", "--num-patches", "64", "--no-report", "--quiet"]) == 0
-    assert main(["calibrate", str(out), "--precision", "fp16", "--no-report", "--quiet"]) == 0
     for precision in ("fp32", "fp16", "int8"):
-        assert main(["build", str(out), "--runtime", "tensorrt-rtx", "--precision", precision, "--batch", BATCH]) == 0
-    return out
+        argv = ["build", str(tiny_graphs), "--runtime", "tensorrt-rtx", "--precision", precision, "--batch", BATCH]
+        assert main(argv) == 0
+    return tiny_graphs
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
