@@ -5,6 +5,7 @@ model's head with TensorRT-RTX and no CUDA at all."""
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 import types
@@ -141,7 +142,9 @@ def test_runtime_cache_lives_beside_the_engine_or_in_the_user_cache(
 
 
 # -- logging ----------------------------------------------------------------------------------------------------------
-def test_one_logger_per_process_reaches_every_live_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_logger_per_process_reaches_every_live_capture(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """TensorRT keeps the first logger it is given; a second build's errors must still reach the second capture."""
     trt = types.ModuleType("tensorrt")
     logger_base = type("ILogger", (), {"__init__": lambda self: None})
@@ -150,8 +153,10 @@ def test_one_logger_per_process_reaches_every_live_capture(monkeypatch: pytest.M
     first, second = TrtLogCapture(), TrtLogCapture()
     logger = make_trt_logger(first)
     assert make_trt_logger(second) is logger
-    logger.log(types.SimpleNamespace(name="ERROR"), "parser failed")
+    with caplog.at_level(logging.ERROR, logger="sgjnd.tensorrt"):
+        logger.log(types.SimpleNamespace(name="ERROR"), "parser failed")
     assert first.errors == second.errors == ["parser failed"]
+    assert [r.getMessage() for r in caplog.records] == ["parser failed"]  # logged once, not once per capture
     del first
     gc.collect()
     logger.log(types.SimpleNamespace(name="ERROR"), "build failed")

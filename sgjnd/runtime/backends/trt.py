@@ -105,23 +105,20 @@ def require_tensorrt(product: TrtProduct = TENSORRT) -> str:
     return str(trt_module(product).__version__)
 
 
+_LEVELS = {"INTERNAL_ERROR": logging.CRITICAL, "ERROR": logging.ERROR, "WARNING": logging.WARNING}
+"""TensorRT severity -> stdlib level; INFO and VERBOSE are chatty and go to DEBUG (-vv shows them)."""
+
+
 class TrtLogCapture:
-    """Routes TensorRT log messages to stdlib logging (``sgjnd.tensorrt``) and keeps the errors for messages."""
+    """Keeps the errors TensorRT reports while it is attached to the process's logger (:func:`make_trt_logger`)."""
 
     def __init__(self) -> None:
         self.errors: list[str] = []
 
-    def record(self, severity_name: str, message: str) -> None:
-        """Log ``message`` at the level matching TensorRT's ``severity_name``; errors are also kept."""
-        level = {
-            "INTERNAL_ERROR": logging.CRITICAL,
-            "ERROR": logging.ERROR,
-            "WARNING": logging.WARNING,
-        }.get(severity_name, logging.DEBUG)  # INFO and VERBOSE are chatty: -vv shows them
+    def record(self, level: int, message: str) -> None:
+        """Keep ``message`` when ``level`` is an error (the logger forwards every message to stdlib logging once)."""
         if level >= logging.ERROR:
             self.errors.append(message)
-        if trt_log.isEnabledFor(level):
-            trt_log.log(level, "%s", message)
 
     def summary(self, last: int = 5) -> str:
         """The last ``last`` errors TensorRT reported, as one clause (empty when none)."""
@@ -131,7 +128,8 @@ class TrtLogCapture:
 
 
 class _LoggerHub:
-    """The one ``ILogger`` a process gives one TensorRT library, fanning messages out to the live captures.
+    """The one ``ILogger`` a process gives one TensorRT library: logs each message once to ``sgjnd.tensorrt`` and
+    hands it to the live captures.
 
     TensorRT keeps the first logger passed to a builder, runtime or refitter for the life of the process and ignores
     later ones ("The logger passed into createInferBuilder differs from one already registered"), so a logger per
@@ -149,12 +147,13 @@ class _LoggerHub:
                 module.ILogger.__init__(self)  # pybind trampolines must call the base __init__ explicitly
 
             def log(self, severity: Any, msg: str) -> None:
+                level = _LEVELS.get(str(getattr(severity, "name", severity)), logging.DEBUG)
+                if trt_log.isEnabledFor(level):  # once, however many captures listen
+                    trt_log.log(level, "%s", msg)
                 with hub.lock:
                     captures = list(hub.captures)
-                if not captures:
-                    TrtLogCapture().record(str(getattr(severity, "name", severity)), str(msg))
                 for capture in captures:
-                    capture.record(str(getattr(severity, "name", severity)), str(msg))
+                    capture.record(level, str(msg))
 
         self.logger = _Logger()
 
