@@ -560,9 +560,13 @@ class _Run:
     model: ModelSpec
     features: np.ndarray
     head: dict[str, np.ndarray]
-    jnd: list[int | None]
     seconds: float
     predictions: list[Any] = field(default_factory=list)
+
+    @property
+    def jnd(self) -> list[int | None]:
+        """The JND QF of every image (empty without the task level)."""
+        return [p.jnd_qf for p in self.predictions]
 
 
 @dataclass
@@ -697,11 +701,10 @@ def run_comparison(
 
                 predictor = JNDPredictor(m, predict_config)
                 predictions = [predictor.predict(d, source=label) for d, label in zip(decoded, labels, strict=True)]
-            jnd: list[int | None] = [p.jnd_qf for p in predictions]
             description = m.encoder.description
             model = m.model
         seconds = time.perf_counter() - start
-        return _Run(description, model, features, head, jnd, seconds, predictions), inputs
+        return _Run(description, model, features, head, seconds, predictions), inputs
 
     ref_run, inputs = run(reference, None, None)
     floor = _jnd_floor(predict_config)
