@@ -28,6 +28,7 @@ from sgjnd.errors import UsageError
 from sgjnd.spec import ModelSpec
 
 if TYPE_CHECKING:
+    from sgjnd.runtime.pairs import PairSet
     from sgjnd.runtime.predictor import PredictConfig
 
 AtolScale = Literal["abs", "ref_max"]
@@ -569,53 +570,13 @@ class _Run:
         return [p.jnd_qf for p in self.predictions]
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Inputs:
-    """What every target is fed: patches for the encoders, the reference's feature pairs for the heads."""
+    """What every target is fed: the patches for the encoders, the reference's feature pairs for the heads."""
 
-    patches: np.ndarray
-    ref_index: np.ndarray  # for each distorted patch (rows n_ref..), the row of its reference patch
-    n_ref: int
-    f_ref: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
-    f_dis: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
-
-
-def _make_inputs(images_bgr: Sequence[np.ndarray], spec: ModelSpec, qfs: Sequence[int], max_patches: int) -> _Inputs:
-    """Reference patches of every image, then each image's JPEG-distorted copies QF by QF, normalised."""
-    from sgjnd.runtime.jpeg import JpegCodec
-    from sgjnd.runtime.patches import extract_patches, normalize_patches, pad_to_patch, patch_grid
-
-    codec = JpegCodec(spec.jpeg)
-    ref, dis, ref_index = [], [], []
-    n_ref = 0
-    for image in images_bgr:
-        bgr, _ = pad_to_patch(image, spec.patch_size)
-        grid = patch_grid(bgr.shape[0], bgr.shape[1], spec.patch_size, max_patches=max_patches)
-        ref.append(normalize_patches(extract_patches(bgr, grid), spec))
-        for qf in qfs:
-            dis.append(normalize_patches(codec.distorted_patches(bgr, grid, int(qf)), spec))
-            ref_index.append(np.arange(n_ref, n_ref + len(grid)))
-        n_ref += len(grid)
-    patches = np.ascontiguousarray(np.concatenate(ref + dis))
-    return _Inputs(patches=patches, ref_index=np.concatenate(ref_index), n_ref=n_ref)
-
-
-def _run_in_batches(backend: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run ``feeds`` through ``backend`` in batches of its preferred size (never above its maximum)."""
-    size = backend.preferred_batch_size
-    if backend.max_batch_size:
-        size = min(size, backend.max_batch_size)
-    total = len(next(iter(feeds.values())))
-    chunks = [
-        backend.infer({k: np.ascontiguousarray(v[i:i + size]) for k, v in feeds.items()})
-        for i in range(0, total, size)
-    ]
-    return {name: np.concatenate([np.asarray(c[name]) for c in chunks]) for name in chunks[0]}
-
-
-def _run_encoder(encoder: Any, patches: np.ndarray) -> np.ndarray:
-    """Features of ``patches`` in batches of the backend's preferred size."""
-    return _run_in_batches(encoder, {"patches": patches})["features"]
+    pair_set: PairSet
+    f_ref: np.ndarray
+    f_dis: np.ndarray
 
 
 def _jnd_floor(predict_config: PredictConfig | None) -> int:
@@ -667,7 +628,10 @@ def run_comparison(
         SgjndError: a model cannot be opened or an image cannot be read (the backend's or decoder's error).
     """
     from sgjnd.runtime.backends.registry import open_model
+    from sgjnd.runtime.batching import encode, score_pairs
     from sgjnd.runtime.decode import decode_image
+    from sgjnd.runtime.pairs import PairMaker, make_pair_set
+    from sgjnd.runtime.predictor import PredictConfig
 
     if not images:
         raise UsageError("give at least one image to compare on")
@@ -677,6 +641,7 @@ def run_comparison(
         raise UsageError(f"distortion QFs must be within 1..100, got {list(qfs)}")
     labels = [str(p) for p in images]
     decoded = [decode_image(Path(p)) for p in images]
+    config = predict_config or PredictConfig()
 
     def run(target: Target, expect: ModelSpec | None, inputs: _Inputs | None) -> tuple[_Run, _Inputs]:
         start = time.perf_counter()
@@ -687,19 +652,22 @@ def run_comparison(
                     f"{m.model.feature_dim}) but the reference is {expect.name!r} (patch {expect.patch_size}, "
                     f"features {expect.feature_dim}), or their preprocessing differs: compare artifacts of one model"
                 )
+            batch, pad = config.batch_size, config.pad_last_batch  # the predictor's batching
             if inputs is None:
-                inputs = _make_inputs([d.bgr for d in decoded], m.model, qfs, max_patches)
-                features = _run_encoder(m.encoder, inputs.patches)
-                inputs.f_ref = np.ascontiguousarray(features[inputs.ref_index])
-                inputs.f_dis = np.ascontiguousarray(features[inputs.n_ref:])
+                maker = PairMaker(m.model, margin=config.jpeg_margin)
+                pair_set = make_pair_set(maker, [d.bgr for d in decoded], qfs, max_patches=max_patches)
+                features = encode(m, pair_set.patches, batch, pad=pad)
+                f_ref, f_dis = pair_set.pairs(features)
+                inputs = _Inputs(pair_set, np.ascontiguousarray(f_ref), np.ascontiguousarray(f_dis))
             else:
-                features = _run_encoder(m.encoder, inputs.patches)
-            head = _run_in_batches(m.head, {"f_ref": inputs.f_ref, "f_dis": inputs.f_dis})
+                features = encode(m, inputs.pair_set.patches, batch, pad=pad)
+            q, w = score_pairs(m, inputs.f_ref, inputs.f_dis, batch, pad=pad)
+            head = {"q": q, "w": w}
             predictions: list[Any] = []
             if task:
                 from sgjnd.runtime.predictor import JNDPredictor
 
-                predictor = JNDPredictor(m, predict_config)
+                predictor = JNDPredictor(m, config)
                 predictions = [predictor.predict(d, source=label) for d, label in zip(decoded, labels, strict=True)]
             description = m.encoder.description
             model = m.model
@@ -724,7 +692,8 @@ def run_comparison(
             task_cmp = compare_jnd(labels, ref_run.jnd, out.jnd, bound, floor=floor)
         results.append(TargetComparison(target.label, out.description, tensors, task_cmp, out.seconds))
     described = (
-        f"{len(inputs.patches)} patches of {len(images)} image(s): {inputs.n_ref} reference patches (up to "
+        f"{len(inputs.pair_set.patches)} patches of {len(images)} image(s): {inputs.pair_set.n_ref} reference "
+        f"patches (up to "
         f"{max_patches} per image) plus their JPEG-distorted copies at QF {', '.join(str(q) for q in qfs)}"
     )
     return ComparisonReport(

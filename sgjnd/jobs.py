@@ -38,8 +38,7 @@ import numpy as np
 
 from sgjnd.errors import ImageError, SgjndError, UsageError
 from sgjnd.fileio import check_output_file, file_kind, image_bytes_limit, read_regular_file, sha256_bytes
-from sgjnd.runtime.backends.base import Backend
-from sgjnd.runtime.backends.registry import ModelBackends
+from sgjnd.runtime.backends.base import ModelBackends, Runner
 from sgjnd.runtime.predictor import JNDPredictor, JNDResult
 
 log = logging.getLogger(__name__)
@@ -708,16 +707,12 @@ class PredictJob:
 # -- sharing one model between threads -----------------------------------------------------------------------------
 
 
-class _Serialized(Backend):
-    """A loaded backend whose ``infer`` runs under a lock shared with its sibling graph."""
+class _Serialized:
+    """A loaded runner whose ``infer`` runs under a lock shared with its sibling graph (a Runner by composition)."""
 
-    name = "serialized"
-
-    def __init__(self, inner: Backend, lock: threading.Lock) -> None:
-        super().__init__(inner.artifact, inner.model, inner.graph)
+    def __init__(self, inner: Runner, lock: threading.Lock) -> None:
         self._inner = inner
         self._lock = lock
-        self._active = True
 
     @property
     def max_batch_size(self) -> int | None:
@@ -734,12 +729,6 @@ class _Serialized(Backend):
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self._lock:
             return self._inner.infer(feeds)
-
-    def _load(self) -> None:  # the inner backend is loaded by its owner
-        pass
-
-    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:  # pragma: no cover - infer overrides
-        return self.infer(feeds)
 
 
 def serialize_backends(models: ModelBackends) -> ModelBackends:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sgjnd.errors import UsageError
-from sgjnd.runtime.backends.registry import ModelBackends
+from sgjnd.runtime.backends.base import ModelBackends
 
 
 def tiny_patches(n: int, seed: int = 0) -> np.ndarray:

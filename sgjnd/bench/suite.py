@@ -35,8 +35,8 @@ from sgjnd.bench.results import BenchRun, Measurement, Status, Suite, skipped, t
 from sgjnd.bench.timing import LoopConfig, summarize, throughput, time_calls
 from sgjnd.errors import SgjndError
 from sgjnd.progress import Progress
-from sgjnd.runtime.backends.base import Backend
-from sgjnd.runtime.backends.registry import ModelBackends, open_model
+from sgjnd.runtime.backends.base import ModelBackends, Runner
+from sgjnd.runtime.backends.registry import open_model
 from sgjnd.runtime.modeldir import INFERENCE_ONLY_PRECISIONS, Extension
 from sgjnd.runtime.search import Strategy
 from sgjnd.spec import GraphName, ModelSpec
@@ -164,7 +164,7 @@ class FrameFigures:
 
 def measure_latency(
     target: Target,
-    backend: Backend,
+    backend: Runner,
     graph: GraphName,
     spec: ModelSpec,
     batches: Sequence[int],
@@ -249,7 +249,7 @@ def measure_latency(
     return rows
 
 
-def unsupported_variant_rows(target: Target, backend: Backend) -> list[Measurement]:
+def unsupported_variant_rows(target: Target, backend: Runner) -> list[Measurement]:
     """Rows for GPU timing variants the backend does not offer (CUDA graphs), so they are reported, not missing."""
     if target.device != "gpu":
         return []
@@ -328,52 +328,39 @@ class DriftBatch:
 def make_drift_batch(images: Sequence[Path], spec: ModelSpec, n_reference: int, qfs: Sequence[int]) -> DriftBatch:
     """Up to ``n_reference`` reference patches spread over ``images``, and each one distorted at every QF in ``qfs``.
 
-    The patches are cut, JPEG-coded and normalised exactly as the predictor does.
+    The patches are cut, JPEG-coded and normalised by the predictor's own pair maker.
     """
     from sgjnd.runtime.decode import decode_image
-    from sgjnd.runtime.jpeg import JpegCodec
-    from sgjnd.runtime.patches import extract_patches, normalize_patches, pad_to_patch, patch_grid
+    from sgjnd.runtime.pairs import PairMaker
 
-    codec = JpegCodec(spec.jpeg)
+    maker = PairMaker(spec)
     per_image = max(1, math.ceil(n_reference / max(len(images), 1)))
     refs, dis = [], []
     for path in images:
-        bgr, _ = pad_to_patch(decode_image(path).bgr, spec.patch_size)
-        grid = patch_grid(bgr.shape[0], bgr.shape[1], spec.patch_size, max_patches=per_image)
-        refs.append(extract_patches(bgr, grid))
-        dis.append(np.stack([codec.distorted_patches(bgr, grid, qf) for qf in qfs], axis=1))  # (N, QF, s, s, 3)
+        image = maker.grid(decode_image(path).bgr, max_patches=per_image)
+        refs.append(maker.reference_pixels(image))
+        dis.append(np.stack([maker.distorted_pixels(image, qf) for qf in qfs], axis=1))  # (N, QF, s, s, 3)
     reference = np.concatenate(refs)[:n_reference]
     distorted = np.concatenate(dis)[:n_reference]
     n = len(reference)
     flat = distorted.reshape(n * len(qfs), *distorted.shape[2:])  # patch-major: patch i at every QF in turn
     return DriftBatch(
-        reference=normalize_patches(np.ascontiguousarray(reference), spec),
-        distorted=normalize_patches(np.ascontiguousarray(flat), spec),
+        reference=maker.normalize(np.ascontiguousarray(reference)),
+        distorted=maker.normalize(np.ascontiguousarray(flat)),
         qfs=tuple(qfs),
         source=f"{n} patches from {len(images)} photos, each also JPEG-coded at QF {', '.join(map(str, qfs))}",
     )
 
 
 def run_graphs(models: ModelBackends, batch: DriftBatch) -> dict[str, np.ndarray]:
-    """Features of every drift patch and q, w of every (reference, distorted) pair, through ``models`` (entered)."""
-    size = min(16, models.encoder.max_batch_size or 16)
+    """Features of every drift patch and q, w of every (reference, distorted) pair, through ``models`` (entered),
+    batched as the predictor batches them."""
+    from sgjnd.runtime.batching import encode, score_pairs
 
-    def encode(x: np.ndarray) -> np.ndarray:
-        return np.concatenate([
-            np.asarray(models.encoder.infer({"patches": np.ascontiguousarray(x[i:i + size])})["features"])
-            for i in range(0, len(x), size)
-        ])
-
-    f_ref = encode(batch.reference)
-    f_dis = encode(batch.distorted)
-    f_pair = np.repeat(f_ref, len(batch.qfs), axis=0)
-    limit = models.head.max_batch_size or len(f_dis)
-    qs, ws = [], []
-    for i in range(0, len(f_dis), limit):
-        out = models.head.infer({"f_ref": f_pair[i:i + limit], "f_dis": f_dis[i:i + limit]})
-        qs.append(np.asarray(out["q"]).reshape(-1))
-        ws.append(np.asarray(out["w"]).reshape(-1))
-    return {"features": np.concatenate([f_ref, f_dis]), "q": np.concatenate(qs), "w": np.concatenate(ws)}
+    f_ref = encode(models, batch.reference)
+    f_dis = encode(models, batch.distorted)
+    q, w = score_pairs(models, np.repeat(f_ref, len(batch.qfs), axis=0), f_dis)
+    return {"features": np.concatenate([f_ref, f_dis]), "q": q, "w": w}
 
 
 def drift_rows(target: Target, reference: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray],
@@ -660,7 +647,7 @@ def _measure_target(
     rows: list[Measurement] = []
     outputs: dict[str, np.ndarray] | None = None
     with models:
-        graphs: list[tuple[GraphName, Backend]] = [("encoder", models.encoder)]
+        graphs: list[tuple[GraphName, Runner]] = [("encoder", models.encoder)]
         if config.head:
             graphs.append(("head", models.head))
         for graph, backend in graphs:

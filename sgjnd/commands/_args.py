@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from sgjnd.errors import UsageError
-from sgjnd.runtime.backends.registry import ModelBackends, list_backends, open_model
+from sgjnd.runtime.backends.base import ModelBackends
+from sgjnd.runtime.backends.registry import list_backends, open_model
 from sgjnd.runtime.modeldir import RUN_PRECISIONS
 from sgjnd.runtime.predictor import PredictConfig
 from sgjnd.runtime.search import STRATEGIES, SearchConfig

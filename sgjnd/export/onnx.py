@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     import onnx
     import torch
 
+    from sgjnd.runtime.pairs import PairSet
+
 log = logging.getLogger(__name__)
 
 Exporter = Literal["torchscript", "dynamo"]
@@ -159,7 +161,7 @@ def onnx_from_checkpoint(
     network = load_checkpoint(checkpoint)
     source = read_sidecar(checkpoint, verify_hash=False)  # load_checkpoint verified the hash and the embedded spec
     spec = source.model
-    patches, parity_source = _parity_inputs(spec, parity_patches)
+    patches, pair_set, parity_source = _parity_inputs(spec, parity_patches)
 
     graphs: dict[GraphName, _Graph] = {}
     with torch.no_grad():
@@ -179,7 +181,7 @@ def onnx_from_checkpoint(
         # Reference results from PyTorch: features of all parity patches, q and w of (reference, distorted) pairs.
         features = network.encoder(torch.from_numpy(patches)).numpy()
         single = network.encoder(torch.from_numpy(patches[:1].copy())).numpy()
-        f_ref, f_dis = _pairs(features, parity_patches is None)
+        f_ref, f_dis = _pairs(features, pair_set)
         q, w = network.head(torch.from_numpy(f_ref), torch.from_numpy(f_dis))
     feeds = {
         "encoder": {"patches": patches},
@@ -417,8 +419,12 @@ def _session(data: bytes, graph: GraphSpec, hint: str) -> Any:
 # -- parity inputs ---------------------------------------------------------------------------------------------
 
 
-def _parity_inputs(spec: ModelSpec, given: np.ndarray | None) -> tuple[np.ndarray, str]:
-    """Normalised parity patches and a description of where they came from."""
+def _parity_inputs(spec: ModelSpec, given: np.ndarray | None) -> tuple[np.ndarray, PairSet | None, str]:
+    """Normalised parity patches, their (reference, distorted) layout when we made them, and where they came from.
+
+    Made by the predictor's own pair maker (exact-crop JPEG at :data:`PARITY_QFS`), so the graphs are checked on
+    the inputs they will run on.
+    """
     s = spec.patch_size
     if given is not None:
         array = np.asarray(given)
@@ -427,28 +433,22 @@ def _parity_inputs(spec: ModelSpec, given: np.ndarray | None) -> tuple[np.ndarra
                 f"parity_patches must be float32 (N >= 2, 3, {s}, {s}) normalised patches, got "
                 f"{array.dtype} {array.shape}"
             )
-        return np.ascontiguousarray(array), f"{len(array)} given patches"
-    from sgjnd.runtime.patches import extract_patches, normalize_patches, patch_grid
+        return np.ascontiguousarray(array), None, f"{len(array)} given patches"
+    from sgjnd.runtime.pairs import PairMaker, make_pair_set
 
     images, source = _parity_images(s)
-    ref, dis = [], []
-    for bgr in images:
-        grid = patch_grid(bgr.shape[0], bgr.shape[1], s, max_patches=PARITY_PATCHES_PER_PHOTO)
-        ref.append(extract_patches(bgr, grid))
-        for qf in PARITY_QFS:
-            dis.append(extract_patches(_jpeg(bgr, qf, spec), grid))
-    n_ref = sum(len(r) for r in ref)
-    patches = normalize_patches(np.concatenate(ref + dis), spec)
+    pair_set = make_pair_set(PairMaker(spec), images, PARITY_QFS, max_patches=PARITY_PATCHES_PER_PHOTO)
+    n_ref, n_all = pair_set.n_ref, len(pair_set.patches)
     qfs = ", ".join(map(str, PARITY_QFS))
-    return patches, f"{n_ref} reference + {len(patches) - n_ref} JPEG-distorted (QF {qfs}) patches of {source}"
+    described = f"{n_ref} reference + {n_all - n_ref} JPEG-distorted (QF {qfs}) patches of {source}"
+    return pair_set.patches, pair_set, described
 
 
-def _pairs(features: np.ndarray, ordered: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(f_ref, f_dis) pairs for the head: reference vs each distorted version, else each patch vs the next."""
-    if ordered:
-        n_ref = len(features) // (1 + len(PARITY_QFS))
-        f_ref = np.tile(features[:n_ref], (len(PARITY_QFS), 1))
-        return np.ascontiguousarray(f_ref), np.ascontiguousarray(features[n_ref:])
+def _pairs(features: np.ndarray, pair_set: PairSet | None) -> tuple[np.ndarray, np.ndarray]:
+    """(f_ref, f_dis) pairs for the head: each reference vs its distorted versions, else each patch vs the next."""
+    if pair_set is not None:
+        f_ref, f_dis = pair_set.pairs(features)
+        return np.ascontiguousarray(f_ref), np.ascontiguousarray(f_dis)
     return np.ascontiguousarray(features), np.ascontiguousarray(np.roll(features, 1, axis=0))
 
 
@@ -488,22 +488,6 @@ def _synthetic(patch_size: int, seed: int) -> np.ndarray:
     image[size // 3 :, : size // 2] *= np.float32(0.5)
     image += rng.normal(0, 12, image.shape).astype(np.float32)
     return np.clip(image, 0, 255).astype(np.uint8)
-
-
-def _jpeg(bgr: np.ndarray, qf: int, spec: ModelSpec) -> np.ndarray:
-    """Whole-image JPEG round trip with the spec's settings (runtime codec when present, else OpenCV)."""
-    try:
-        jpeg = importlib.import_module("sgjnd.runtime.jpeg")
-        codec = jpeg.JpegCodec(spec.jpeg)
-        decoded: np.ndarray = codec.roundtrip(bgr, qf)
-        return decoded
-    except (ImportError, AttributeError):
-        import cv2
-
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, qf])
-        if not ok:
-            raise ExportError(f"OpenCV could not JPEG-encode a parity image at QF {qf}") from None
-        return np.asarray(cv2.imdecode(buf, cv2.IMREAD_COLOR), dtype=np.uint8)
 
 
 # -- simplification --------------------------------------------------------------------------------------------

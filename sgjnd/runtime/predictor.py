@@ -1,14 +1,15 @@
 """The JND predictor: image -> patches -> features -> S(QF) -> JND (DESIGN.md §3).
 
 The reference patches go through the encoder once; the distorted patches of every QF a search round asks for are
-made with the exact-crop JPEG codec and share encoder batches of the backend's preferred size. The head scores each
-(reference, distorted) patch pair, and S(QF) = Σ w·q / Σ w over the patches.
+made with the exact-crop JPEG codec (:mod:`sgjnd.runtime.pairs`) and stream through encoder batches of the backend's
+preferred size (:mod:`sgjnd.runtime.batching`). The head scores each (reference, distorted) patch pair, and
+S(QF) = Σ w·q / Σ w over the patches.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from sgjnd.errors import UsageError
-from sgjnd.runtime.backends.registry import ModelBackends
+from sgjnd.runtime.backends.base import ModelBackends
+from sgjnd.runtime.batching import batch_size_for, encode, score_pairs
 from sgjnd.runtime.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
-from sgjnd.runtime.jpeg import JpegCodec, psnr
-from sgjnd.runtime.patches import PatchGrid, extract_patches, normalize_patches, pad_to_patch, patch_grid
+from sgjnd.runtime.jpeg import psnr
+from sgjnd.runtime.pairs import PairMaker
 from sgjnd.runtime.search import SearchConfig, run_search
 
 STAGES = ("decode", "patches", "jpeg", "inference", "search", "report")
@@ -35,9 +37,10 @@ class PredictConfig:
         search: the QF search (strategy, candidates, window, threshold).
         stride: patch-grid stride in pixels; None means the patch size (non-overlapping).
         max_patches: cap on patches per image, spread evenly over the grid; None for all cells.
-        batch_size: encoder batch size; None uses the backend's preferred size.
-        pad_last_batch: pad the last encoder batch to ``batch_size`` (for engines tuned to one shape; wasted work
-            on dynamic-shape CPU backends).
+        batch_size: encoder batch size; None uses the backend's preferred size. The head always runs batches of
+            its own preferred size.
+        pad_last_batch: pad the last encoder and head batches to full size (for engines tuned to one shape; wasted
+            work on dynamic-shape CPU backends).
         max_pixels: images with more pixels are refused from their header, before decoding.
         jpeg_margin: pixels of context around each patch in the exact-crop JPEG encode.
     """
@@ -154,10 +157,9 @@ class JNDPredictor:
         self.models = models
         self.config = config or PredictConfig()
         self.spec = models.model
-        self.codec = JpegCodec(self.spec.jpeg)
-        preferred = self.config.batch_size or models.encoder.preferred_batch_size
-        limit = models.encoder.max_batch_size
-        self.batch_size = min(preferred, limit) if limit else preferred
+        self.pairs = PairMaker(self.spec, margin=self.config.jpeg_margin)
+        self.codec = self.pairs.codec
+        self.batch_size = batch_size_for(models.encoder, self.config.batch_size)
 
     # -- public ----------------------------------------------------------------------------------------------
     def predict(self, image: DecodedImage | Path | str | bytes, *, source: str | None = None) -> JNDResult:
@@ -169,36 +171,33 @@ class JNDPredictor:
                 image if isinstance(image, DecodedImage) else decode_image(image, max_pixels=self.config.max_pixels)
             )
         notes = list(decoded.notes)
-        s = self.spec.patch_size
+        pad = self.config.pad_last_batch
         with timer.stage("patches"):
-            bgr, padded = pad_to_patch(decoded.bgr, s)
-            if padded:
-                notes.append(
-                    f"image {decoded.bgr.shape[1]}x{decoded.bgr.shape[0]} is smaller than the {s}px patch: "
-                    f"extended by edge replication to {bgr.shape[1]}x{bgr.shape[0]} before the JPEG trials"
-                )
-            grid = patch_grid(
-                bgr.shape[0], bgr.shape[1], s, stride=self.config.stride, max_patches=self.config.max_patches
-            )
-            ref = normalize_patches(extract_patches(bgr, grid), self.spec)
-        with timer.stage("inference"):
-            f_ref = self._encode(ref)
+            gridded = self.pairs.grid(decoded.bgr, stride=self.config.stride, max_patches=self.config.max_patches)
+            if gridded.note:
+                notes.append(gridded.note)
+            ref = self.pairs.reference(gridded)
+        grid, bgr = gridded.grid, gridded.bgr
+        f_ref = encode(self.models, ref, self.batch_size, pad=pad, stage=lambda: timer.stage("inference"))
         passes = len(grid)
         per_qf: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
         def distorted(qfs: Sequence[int]) -> Iterator[np.ndarray]:
-            for qf in qfs:
+            stream = self.pairs.distorted_stream(gridded, qfs)
+            while True:
                 with timer.stage("jpeg"):
-                    patches = self._distorted(bgr, grid, qf)
+                    patches = next(stream, None)
+                if patches is None:
+                    return
                 yield patches
 
         def score(qfs: Sequence[int]) -> Mapping[int, float]:
             nonlocal passes
             # The round's distorted patches stream through the encoder: one QF's patches and one batch are held
-            # at a time, never the whole round (28 patches x 101 QFs would be 4 GB of float32).
-            f_dis = self._encode_stream(distorted(qfs), timer)
-            with timer.stage("inference"):
-                q, w = self._head(np.tile(f_ref, (len(qfs), 1)), f_dis)
+            # at a time, never the whole round.
+            infer = lambda: timer.stage("inference")  # noqa: E731 - a timing context per call
+            f_dis = encode(self.models, distorted(qfs), self.batch_size, pad=pad, stage=infer)
+            q, w = score_pairs(self.models, np.tile(f_ref, (len(qfs), 1)), f_dis, pad=pad, stage=infer)
             passes += len(f_dis)
             n = len(grid)
             out: dict[int, float] = {}
@@ -245,66 +244,3 @@ class JNDPredictor:
             weights=self.models.weights,
             notes=tuple(notes),
         )
-
-    # -- internals -------------------------------------------------------------------------------------------
-    def _distorted(self, bgr: np.ndarray, grid: PatchGrid, qf: int) -> np.ndarray:
-        patches = self.codec.distorted_patches(bgr, grid, qf, margin=self.config.jpeg_margin)
-        return normalize_patches(patches, self.spec)
-
-    def _encode(self, patches: np.ndarray) -> np.ndarray:
-        """Run the encoder over ``patches`` in batches of ``batch_size``."""
-        features = [
-            self._run(self.models.encoder, {"patches": chunk}, "features")
-            for chunk in _chunks(patches, self.batch_size)
-        ]
-        return np.concatenate(features)
-
-    def _encode_stream(self, parts: Iterable[np.ndarray], timer: _Timer) -> np.ndarray:
-        """Run the encoder over the concatenation of ``parts`` in the batches :meth:`_encode` would make of it.
-
-        Only the pending patches (less than one batch plus one part) are held, so the results are those of one
-        concatenated array, bit for bit, at a fraction of its memory.
-        """
-        features: list[np.ndarray] = []
-        pending: list[np.ndarray] = []
-        held = 0
-        size = self.batch_size
-        for part in parts:
-            pending.append(part)
-            held += len(part)
-            while held >= size:
-                joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
-                with timer.stage("inference"):
-                    batch = np.ascontiguousarray(joined[:size])
-                    features.append(self._run(self.models.encoder, {"patches": batch}, "features"))
-                pending = [joined[size:]] if len(joined) > size else []
-                held = len(joined) - size
-        if held:
-            batch = np.ascontiguousarray(np.concatenate(pending))
-            with timer.stage("inference"):
-                features.append(self._run(self.models.encoder, {"patches": batch}, "features"))
-        return np.concatenate(features)
-
-    def _head(self, f_ref: np.ndarray, f_dis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        limit = self.models.head.max_batch_size or len(f_ref)
-        qs, ws = [], []
-        for start in range(0, len(f_ref), limit):
-            feeds = {"f_ref": f_ref[start : start + limit], "f_dis": f_dis[start : start + limit]}
-            out = self.models.head.infer(feeds)
-            qs.append(np.asarray(out["q"], dtype=np.float32).reshape(-1))
-            ws.append(np.asarray(out["w"], dtype=np.float32).reshape(-1))
-        return np.concatenate(qs), np.concatenate(ws)
-
-    def _run(self, backend: Any, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
-        name = next(iter(feeds))
-        n = len(feeds[name])
-        if self.config.pad_last_batch and n < self.batch_size:
-            pad = self.batch_size - n
-            feeds = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in feeds.items()}
-        result = np.asarray(backend.infer(feeds)[output])
-        return result[:n]
-
-
-def _chunks(array: np.ndarray, size: int) -> Iterator[np.ndarray]:
-    for start in range(0, len(array), size):
-        yield np.ascontiguousarray(array[start : start + size])

@@ -41,7 +41,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sgjnd import __version__
 from sgjnd.errors import SgjndError
 from sgjnd.jobs import json_safe
-from sgjnd.runtime.backends.registry import ModelBackends, open_model
+from sgjnd.runtime.backends.base import ModelBackends
+from sgjnd.runtime.backends.registry import open_model
 from sgjnd.runtime.predictor import JNDPredictor
 from sgjnd.serve.batcher import RequestTimeout, batched_models, request_deadline
 from sgjnd.serve.config import ServeConfig

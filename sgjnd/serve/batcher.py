@@ -1,4 +1,4 @@
-"""Cross-request dynamic batching, in the manner of Triton's dynamic batcher, as a :class:`Backend` wrapper.
+"""Cross-request dynamic batching, in the manner of Triton's dynamic batcher, as a runner wrapper.
 
 Many request threads call :meth:`DynamicBatcher.infer` at once. Each call is queued; one worker thread takes the
 oldest call, waits at most ``max_delay_ms`` (counted from that call's arrival) for more, stops at ``max_batch``
@@ -21,12 +21,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from sgjnd.errors import BackendError, SgjndError, UsageError
-from sgjnd.runtime.backends.base import Backend, check_feeds
-from sgjnd.runtime.backends.registry import ModelBackends
+from sgjnd.runtime.backends.base import ModelBackends, Runner, check_feeds
+from sgjnd.spec import GraphSpec
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +85,15 @@ _SHUTDOWN = _Call(feeds={}, rows=0, arrived=0.0)
 """Queued by ``__exit__`` to stop the worker."""
 
 
-class DynamicBatcher(Backend):
-    """A loaded backend whose ``infer`` merges concurrent calls into shared batches.
+class DynamicBatcher:
+    """A :class:`~sgjnd.runtime.backends.base.Runner` whose ``infer`` merges concurrent calls into shared batches.
 
-    The wrapped backend must already be entered (its owner loads and frees it); ``with batcher:`` starts and stops
+    The wrapped runner must already be entered (its owner loads and frees it); ``with batcher:`` starts and stops
     the worker thread.
 
     Args:
-        inner: the real backend, already loaded.
+        inner: the real runner, already loaded.
+        graph: the graph it runs (feeds are checked against it before they are queued).
         max_batch: most rows per backend run; 1 turns cross-request batching off (every call runs alone, row by
             row, since the predictor then sends single rows).
         max_delay_ms: how long the oldest queued call may wait for company; 0 merges only what is already queued.
@@ -103,29 +105,28 @@ class DynamicBatcher(Backend):
         UsageError: ``max_batch`` is below 1 or above the artifact's own maximum, or ``max_delay_ms`` is negative.
     """
 
-    name = "batched"
-
     def __init__(
         self,
-        inner: Backend,
+        inner: Runner,
+        graph: GraphSpec,
         *,
         max_batch: int = 32,
         max_delay_ms: float = 5.0,
         lock: threading.Lock | None = None,
         observer: BatchObserver | None = None,
     ) -> None:
-        super().__init__(inner.artifact, inner.model, inner.graph)
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise UsageError(f"max batch must be a positive integer, got {max_batch!r}")
         limit = inner.max_batch_size
         if limit is not None and max_batch > limit:
             raise UsageError(
-                f"max batch {max_batch} exceeds the {inner.graph.name} artifact's maximum batch {limit}; "
+                f"max batch {max_batch} exceeds the {graph.name} artifact's maximum batch {limit}; "
                 f"use --max-batch {limit} or less, or re-export with a larger max batch"
             )
         if not max_delay_ms >= 0:
             raise UsageError(f"max delay must be >= 0 ms, got {max_delay_ms!r}")
         self.inner = inner
+        self.graph = graph
         self.max_batch = max_batch
         self.max_delay = max_delay_ms / 1e3
         self._lock = lock or threading.Lock()
@@ -133,8 +134,23 @@ class DynamicBatcher(Backend):
         self._queue: queue.Queue[_Call] = queue.Queue()
         self._carry: _Call | None = None
         self._worker: threading.Thread | None = None
+        self._active = False
 
-    # -- Backend interface -----------------------------------------------------------------------------------
+    # -- lifecycle: the worker thread ------------------------------------------------------------------------
+    def __enter__(self) -> DynamicBatcher:
+        self._worker = threading.Thread(target=self._serve, name=f"sgjnd-batcher-{self.graph.name}", daemon=True)
+        self._worker.start()
+        self._active = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._active = False
+        self._queue.put(_SHUTDOWN)  # wakes the worker, which fails whatever is still queued and exits
+        if self._worker is not None:
+            self._worker.join(timeout=10)
+            self._worker = None
+
+    # -- Runner interface -----------------------------------------------------------------------------------
     @property
     def max_batch_size(self) -> int:
         """``max_batch``: a single call may not exceed what one backend run holds."""
@@ -175,19 +191,6 @@ class DynamicBatcher(Backend):
         if call.outputs is None:  # pragma: no cover - finish() always sets one of the two
             raise BackendError(f"batcher for {self.graph.name} returned nothing")
         return call.outputs
-
-    def _load(self) -> None:
-        self._worker = threading.Thread(target=self._serve, name=f"sgjnd-batcher-{self.graph.name}", daemon=True)
-        self._worker.start()
-
-    def _unload(self) -> None:
-        self._queue.put(_SHUTDOWN)  # wakes the worker, which fails whatever is still queued and exits
-        if self._worker is not None:
-            self._worker.join(timeout=10)
-            self._worker = None
-
-    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:  # pragma: no cover - infer overrides
-        return self.infer(feeds)
 
     # -- worker ----------------------------------------------------------------------------------------------
     def _serve(self) -> None:
@@ -307,9 +310,8 @@ def batched_models(
         A :class:`ModelBackends` over the batchers; the batchers stop when the block ends.
     """
     lock = threading.Lock()
-    encoder = DynamicBatcher(
-        models.encoder, max_batch=max_batch, max_delay_ms=max_delay_ms, lock=lock, observer=observer
-    )
-    head = DynamicBatcher(models.head, max_batch=max_batch, max_delay_ms=max_delay_ms, lock=lock, observer=observer)
+    options: dict[str, Any] = {"max_batch": max_batch, "max_delay_ms": max_delay_ms, "lock": lock, "observer": observer}
+    encoder = DynamicBatcher(models.encoder, models.model.encoder_graph(), **options)
+    head = DynamicBatcher(models.head, models.model.head_graph(), **options)
     with encoder, head:
         yield ModelBackends(model=models.model, encoder=encoder, head=head, weights=models.weights)

@@ -30,7 +30,7 @@ from sgjnd.data.labels import LabelConfig
 from sgjnd.errors import SgjndError, UsageError
 from sgjnd.fileio import write_atomic
 from sgjnd.progress import Progress
-from sgjnd.runtime.backends.registry import ModelBackends
+from sgjnd.runtime.backends.base import ModelBackends
 from sgjnd.runtime.decode import decode_image
 from sgjnd.runtime.jpeg import JpegCodec, psnr
 from sgjnd.runtime.predictor import JNDPredictor, PredictConfig

@@ -44,8 +44,8 @@ from sgjnd.fileio import write_atomic
 from sgjnd.model import SGJND, SGJNDEncoder, aggregate, create_model, load_backbone_weights, save_checkpoint
 from sgjnd.progress import Progress
 from sgjnd.runtime.decode import decode_image
-from sgjnd.runtime.jpeg import JpegCodec
-from sgjnd.runtime.patches import PatchGrid, extract_patches, normalize_patches, pad_to_patch, patch_grid
+from sgjnd.runtime.pairs import GriddedImage, PairMaker
+from sgjnd.runtime.patches import PatchGrid, extract_patches, pad_to_patch
 from sgjnd.runtime.predictor import PredictConfig
 from sgjnd.runtime.search import SearchConfig
 from sgjnd.train.config import TrainConfig
@@ -179,9 +179,9 @@ class Batch:
 class _Images:
     """Decoded, padded references and their full patch grids, kept for the most recent ``capacity`` sources."""
 
-    def __init__(self, sources: Sequence[Source], patch_size: int, capacity: int = 64) -> None:
+    def __init__(self, sources: Sequence[Source], pairs: PairMaker, capacity: int = 64) -> None:
         self.sources = sources
-        self.s = patch_size
+        self.pairs = pairs
         self.capacity = capacity
         self._cache: OrderedDict[int, tuple[np.ndarray, PatchGrid]] = OrderedDict()
 
@@ -189,8 +189,8 @@ class _Images:
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
-        bgr, _ = pad_to_patch(decode_image(self.sources[index].reference).bgr, self.s)
-        grid = patch_grid(bgr.shape[0], bgr.shape[1], self.s, max_patches=None)
+        image = self.pairs.grid(decode_image(self.sources[index].reference).bgr)  # every cell: steps draw from it
+        bgr, grid = image.bgr, image.grid
         self._cache[index] = (bgr, grid)
         if len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
@@ -213,8 +213,8 @@ class Sampler:
         self.config = config
         self.sampling = config.sampling
         self.qfs = np.asarray(config.candidate_qfs)
-        self.images = _Images(self.sources, self.spec.patch_size)
-        self.codec = JpegCodec(self.spec.jpeg)
+        self.pairs = PairMaker(self.spec)
+        self.images = _Images(self.sources, self.pairs)
         self.jnd = [s.jnd_label(label) for s in self.sources]
         self.label = label
 
@@ -247,7 +247,12 @@ class Sampler:
         return np.concatenate(parts)
 
     def patches(self, index: int, coords: np.ndarray, flip: bool, qf: int | None) -> np.ndarray:
-        """Normalised (n, 3, s, s) patches of source ``index`` at ``coords``: the reference (qf None) or its JPEG."""
+        """Normalised (n, 3, s, s) patches of source ``index`` at ``coords``: the reference (qf None) or its JPEG.
+
+        Made by the predictor's pair maker (padding, exact-crop JPEG, normalisation), with two differences training
+        needs: the cells are drawn at random per step (with an optional horizontal flip), and a dataset may bring
+        its own JPEG files (human JND datasets were labelled on those exact files), which are used instead of ours.
+        """
         bgr, _ = self.images.get(index)
         grid = PatchGrid(coords=np.ascontiguousarray(coords, dtype=np.int64), patch_size=self.spec.patch_size,
                          image_shape=(bgr.shape[0], bgr.shape[1]))
@@ -262,10 +267,10 @@ class Sampler:
                                      f"{self.sources[index].reference} is {bgr.shape[1]}x{bgr.shape[0]}")
                 pix = extract_patches(dis, grid)
             else:
-                pix = self.codec.distorted_patches(bgr, grid, qf)
+                pix = self.pairs.distorted_pixels(GriddedImage(bgr, grid), qf)
         if flip:
             pix = np.ascontiguousarray(pix[:, :, ::-1])
-        return normalize_patches(pix, self.spec)
+        return self.pairs.normalize(pix)
 
 
 class FeatureCache:

@@ -22,8 +22,7 @@ from sgjnd.bench.suite import (
 )
 from sgjnd.bench.timing import LoopConfig
 from sgjnd.errors import BackendError
-from sgjnd.runtime.backends.base import Backend
-from sgjnd.runtime.backends.registry import ModelBackends
+from sgjnd.runtime.backends.base import Backend, ModelBackends
 from sgjnd.spec import ModelSpec
 
 SPEC = ModelSpec(name="fake", patch_size=32, feature_dim=8)

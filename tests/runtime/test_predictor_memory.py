@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+import sgjnd.runtime.predictor as predictor_module
+from sgjnd.runtime import batching
 from sgjnd.runtime.backends.registry import open_model
 from sgjnd.runtime.predictor import JNDPredictor, PredictConfig
 from sgjnd.runtime.search import SearchConfig
@@ -29,10 +31,11 @@ def test_a_streamed_round_equals_the_concatenated_round(
         predictor = JNDPredictor(models, config)
         streamed = predictor.predict(photos[0])
 
-        def concatenated(self: JNDPredictor, parts: Iterable[np.ndarray], timer: object) -> np.ndarray:
-            return self._encode(np.concatenate(list(parts)))  # the old way: the whole round at once
+        def concatenated(models: Any, patches: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+            whole = patches if isinstance(patches, np.ndarray) else np.concatenate(list(patches))
+            return batching.encode(models, whole, *args, **kwargs)  # the old way: the whole round at once
 
-        monkeypatch.setattr(JNDPredictor, "_encode_stream", concatenated)
+        monkeypatch.setattr(predictor_module, "encode", concatenated)
         whole = predictor.predict(photos[0])
     assert len(streamed.scores) == 100  # QF 1..100, one round
     assert streamed.scores == whole.scores  # bit for bit
@@ -45,6 +48,8 @@ import sys
 from pathlib import Path
 import cv2, numpy as np
 from sgjnd.compress import compress_image
+import sgjnd.runtime.predictor as predictor_module
+from sgjnd.runtime import batching
 from sgjnd.runtime.backends.registry import open_model
 from sgjnd.runtime.predictor import JNDPredictor, PredictConfig
 from sgjnd.runtime.search import SearchConfig

@@ -60,7 +60,7 @@ def test_concurrent_calls_share_runs_and_get_their_own_rows(model_spec: ModelSpe
     inner = FakeHead(model_spec)
     results: dict[int, dict[str, np.ndarray]] = {}
     start = threading.Barrier(8)
-    with inner, DynamicBatcher(inner, max_batch=8, max_delay_ms=200) as batcher:
+    with inner, DynamicBatcher(inner, inner.graph, max_batch=8, max_delay_ms=200) as batcher:
 
         def call(c: int) -> None:
             start.wait(timeout=30)
@@ -82,7 +82,7 @@ def test_concurrent_calls_share_runs_and_get_their_own_rows(model_spec: ModelSpe
 
 def test_max_batch_one_runs_rows_alone_and_refuses_bigger_calls(model_spec: ModelSpec) -> None:
     inner = FakeHead(model_spec, delay=0.0)
-    with inner, DynamicBatcher(inner, max_batch=1, max_delay_ms=5) as batcher:
+    with inner, DynamicBatcher(inner, inner.graph, max_batch=1, max_delay_ms=5) as batcher:
         assert batcher.preferred_batch_size == 1
         for c in range(3):
             batcher.infer(feeds_for(model_spec, c, 1))
@@ -93,7 +93,7 @@ def test_max_batch_one_runs_rows_alone_and_refuses_bigger_calls(model_spec: Mode
 
 def test_backend_failure_fails_its_callers_and_the_worker_goes_on(model_spec: ModelSpec) -> None:
     inner = FakeHead(model_spec, delay=0.0)
-    with inner, DynamicBatcher(inner, max_batch=4, max_delay_ms=0) as batcher:
+    with inner, DynamicBatcher(inner, inner.graph, max_batch=4, max_delay_ms=0) as batcher:
         inner.fail_next = True
         with pytest.raises(BackendError, match="device lost"):
             batcher.infer(feeds_for(model_spec, 1, 2))
@@ -104,7 +104,7 @@ def test_deadline_stops_a_call_before_the_backend(model_spec: ModelSpec) -> None
     inner = FakeHead(model_spec, delay=0.0)
     with (
         inner,
-        DynamicBatcher(inner, max_batch=4) as batcher,
+        DynamicBatcher(inner, inner.graph, max_batch=4) as batcher,
         request_deadline(time.monotonic() - 1),
         pytest.raises(RequestTimeout),
     ):
@@ -115,13 +115,13 @@ def test_deadline_stops_a_call_before_the_backend(model_spec: ModelSpec) -> None
 def test_misuse_is_refused(model_spec: ModelSpec) -> None:
     inner = FakeHead(model_spec, max_batch=8)
     with pytest.raises(UsageError, match="maximum batch 8"):
-        DynamicBatcher(inner, max_batch=16)
+        DynamicBatcher(inner, inner.graph, max_batch=16)
     with pytest.raises(UsageError, match="positive"):
-        DynamicBatcher(inner, max_batch=0)
+        DynamicBatcher(inner, inner.graph, max_batch=0)
     with pytest.raises(UsageError, match="delay"):
-        DynamicBatcher(inner, max_batch=4, max_delay_ms=-1)
+        DynamicBatcher(inner, inner.graph, max_batch=4, max_delay_ms=-1)
     with pytest.raises(BackendError, match="not running"):
-        DynamicBatcher(inner, max_batch=4).infer(feeds_for(model_spec, 0, 1))
+        DynamicBatcher(inner, inner.graph, max_batch=4).infer(feeds_for(model_spec, 0, 1))
 
 
 def test_predictions_through_the_batcher_equal_direct_ones(

@@ -1,22 +1,90 @@
-"""The backend interface every inference backend implements (Polygraphy's runner lifecycle).
+"""The runner contract and the backend base every inference library implements (Polygraphy's runner lifecycle).
 
-A backend runs one graph (``encoder`` or ``head``) of one model. Construction only stores arguments: no file is
-read, no library is imported and no device is touched until ``__enter__``. ``infer`` checks the feeds against the
-graph spec, then calls the backend's ``_infer``.
+:class:`Runner` is what the predictor, compare, the benchmarks and the job/serve wrappers depend on: ``infer`` plus
+its batch-size limits and a description. :class:`Backend` is the base of the runners that load an artifact: it
+runs one graph (``encoder`` or ``head``) of one model; construction only stores arguments: no file is read, no
+library is imported and no device is touched until ``__enter__``. ``infer`` checks the feeds against the graph
+spec, then calls the backend's ``_infer``. Wrappers (one-at-a-time locks, the service's micro-batcher) implement
+:class:`Runner` by composition around an entered backend. :class:`ModelBackends` holds the two runners of a model.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from sgjnd.errors import BackendError, UsageError
 from sgjnd.spec import GraphSpec, ModelSpec
+
+PREFERRED_BATCH: dict[str, int] = {"encoder": 16, "head": 256}
+"""Default batch sizes on dynamic-shape backends. Encoder: 16 patches keep a CPU's matmul kernels busy without a
+large memory peak at s = 224. Head: a few small matmuls per pair, where the per-call overhead dominates."""
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """Runs one graph: what every caller of inference needs, whatever runs it (a backend or a wrapper of one)."""
+
+    @property
+    def max_batch_size(self) -> int | None:
+        """Largest batch ``infer`` accepts; None when unbounded."""
+
+    @property
+    def preferred_batch_size(self) -> int:
+        """The batch size callers should fill (bounded by ``max_batch_size``)."""
+
+    @property
+    def description(self) -> str:
+        """A short human-readable label (backend, device, precision)."""
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on ``feeds`` (name -> array) and return its outputs by name."""
+
+
+@dataclass
+class ModelBackends:
+    """The two graphs of one model as runners, plus the model spec they share.
+
+    Entering it enters each runner that is a context manager (a :class:`Backend` loads its artifact); wrappers made
+    from an already entered model are plain runners and are not entered again.
+    """
+
+    model: ModelSpec
+    encoder: Runner
+    head: Runner
+    weights: str = ""
+
+    def __enter__(self) -> ModelBackends:
+        _enter(self.encoder)
+        try:
+            _enter(self.head)
+        except BaseException:
+            _exit(self.encoder)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            _exit(self.head)
+        finally:
+            _exit(self.encoder)
+
+
+def _enter(runner: Runner) -> None:
+    if isinstance(runner, AbstractContextManager):
+        runner.__enter__()
+
+
+def _exit(runner: Runner) -> None:
+    if isinstance(runner, AbstractContextManager):
+        runner.__exit__(None, None, None)
 
 
 class Backend(abc.ABC):
@@ -57,8 +125,10 @@ class Backend(abc.ABC):
 
     @property
     def preferred_batch_size(self) -> int:
-        """The batch size the predictor should fill; bounded by ``max_batch_size``."""
-        return 16
+        """The batch size callers should fill: :data:`PREFERRED_BATCH` for the graph, bounded by ``max_batch_size``."""
+        preferred = PREFERRED_BATCH[self.graph.name]
+        limit = self.max_batch_size
+        return min(preferred, limit) if limit else preferred
 
     @property
     def description(self) -> str:

@@ -33,14 +33,14 @@ from typing import Any, Literal
 import numpy as np
 
 from sgjnd.errors import BackendError, BackendUnavailable, SpecError, UsageError
-from sgjnd.runtime.backends.base import Backend
+from sgjnd.runtime.backends.base import Backend, ModelBackends
 from sgjnd.runtime.backends.ort import (
     load_checked_graph,
     max_batch_of,
     precision_of,
     read_graph_sidecars,
 )
-from sgjnd.runtime.backends.registry import ModelBackends, graph_names
+from sgjnd.runtime.backends.registry import graph_names
 from sgjnd.runtime.modeldir import artifact_path
 from sgjnd.spec import GraphSpec, ModelSpec
 
@@ -193,10 +193,10 @@ class OpenVinoBackend(Backend):
 
     @property
     def preferred_batch_size(self) -> int:
-        """``static_batch`` when set (a smaller batch is padded to it), else 16 bounded by ``max_batch_size``."""
+        """``static_batch`` when set (a smaller batch is padded to it), else the base's default for the graph."""
         if self.static_batch is not None:
             return self.max_batch_size or self.static_batch
-        return min(16, self._max_batch) if self._max_batch else 16
+        return super().preferred_batch_size
 
     @property
     def description(self) -> str:

@@ -16,8 +16,8 @@ import numpy as np
 
 from sgjnd.errors import BackendError, BackendUnavailable, SpecError, UsageError
 from sgjnd.fileio import atomic_output, sha256_bytes, write_atomic
-from sgjnd.runtime.backends.base import Backend
-from sgjnd.runtime.backends.registry import ModelBackends, graph_names
+from sgjnd.runtime.backends.base import Backend, ModelBackends
+from sgjnd.runtime.backends.registry import graph_names
 from sgjnd.runtime.modeldir import (
     PRECISIONS,
     artifact_name,
@@ -218,11 +218,6 @@ class OrtBackend(Backend):
     def max_batch_size(self) -> int | None:
         """The sidecar's ``max_batch`` (the export's bound) unless given explicitly; None when unbounded."""
         return self._max_batch
-
-    @property
-    def preferred_batch_size(self) -> int:
-        """16, bounded by ``max_batch_size``."""
-        return min(16, self._max_batch) if self._max_batch else 16
 
     @property
     def description(self) -> str:

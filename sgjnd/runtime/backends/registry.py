@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sgjnd.errors import BackendUnavailable, UsageError
-from sgjnd.runtime.backends.base import Backend
-from sgjnd.spec import GraphName, ModelSpec
+from sgjnd.runtime.backends.base import Backend, ModelBackends
+from sgjnd.spec import GraphName
 
 log = logging.getLogger(__name__)
 
@@ -55,31 +54,6 @@ def backend_class(name: str) -> type[Backend]:
         ) from exc
     cls: type[Backend] = getattr(module, class_name)
     return cls
-
-
-@dataclass
-class ModelBackends:
-    """The two graphs of one model on one backend, plus the model spec they share."""
-
-    model: ModelSpec
-    encoder: Backend
-    head: Backend
-    weights: str = ""
-
-    def __enter__(self) -> ModelBackends:
-        self.encoder.__enter__()
-        try:
-            self.head.__enter__()
-        except BaseException:
-            self.encoder.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.head.__exit__(None, None, None)
-        finally:
-            self.encoder.__exit__(None, None, None)
 
 
 def open_model(backend: str, location: Path, *, precision: str = "fp32", **options: Any) -> ModelBackends:

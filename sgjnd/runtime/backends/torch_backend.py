@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from sgjnd.errors import BackendError, BackendUnavailable, SpecError, UsageError
-from sgjnd.runtime.backends.base import Backend
-from sgjnd.runtime.backends.registry import ModelBackends
+from sgjnd.runtime.backends.base import Backend, ModelBackends
 from sgjnd.spec import GraphSpec, ModelSpec, read_sidecar
 
 if TYPE_CHECKING:
@@ -128,11 +127,6 @@ class TorchBackend(Backend):
             head=cls(location, spec, spec.head_graph(), **options),
             weights=sidecar.artifact.weights,
         )
-
-    @property
-    def preferred_batch_size(self) -> int:
-        """16: enough to keep the CPU's matmul kernels busy without a large memory peak at s = 224."""
-        return 16
 
     @property
     def description(self) -> str:

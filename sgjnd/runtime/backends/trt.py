@@ -40,8 +40,8 @@ from sgjnd.engine_spec import (
 from sgjnd.errors import BackendError, BackendUnavailable, SpecError, UsageError
 from sgjnd.fileio import sha256_bytes
 from sgjnd.runtime import cuda
-from sgjnd.runtime.backends.base import Backend
-from sgjnd.runtime.backends.registry import ModelBackends, graph_names
+from sgjnd.runtime.backends.base import Backend, ModelBackends
+from sgjnd.runtime.backends.registry import graph_names
 from sgjnd.runtime.modeldir import artifact_path, require_model_dir
 from sgjnd.spec import GraphSpec, ModelSpec, Sidecar, read_sidecar
 
