@@ -36,7 +36,7 @@ MODEL="$OUT/model"
 SEARCH=(--search coarse-to-fine --max-patches 8)
 
 step "predict with the PyTorch reference"
-sgjnd predict "${PHOTOS[@]}" --backend torch --weights "$CKPT" "${SEARCH[@]}" | tee "$OUT/predict-torch.txt"
+sgjnd predict "${PHOTOS[@]}" --backend torch --model "$CKPT" "${SEARCH[@]}" | tee "$OUT/predict-torch.txt"
 
 if [ -f models/demo/heldout_labels.csv ] && [ "$CKPT" = "$(ls models/demo/*.pt | head -n 1)" ]; then
     step "the demo checkpoint's predictions beside the oracle's PROXY labels (Butteraugli, not human data)"

@@ -30,6 +30,7 @@ from sgjnd.spec import ModelSpec
 if TYPE_CHECKING:
     from sgjnd.runtime.pairs import PairSet
     from sgjnd.runtime.predictor import PredictConfig
+    from sgjnd.runtime.source import ModelSource
 
 AtolScale = Literal["abs", "ref_max"]
 
@@ -338,53 +339,6 @@ def _jsonable(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class Target:
-    """One thing to run: a backend, the model it opens, and the precision.
-
-    Attributes:
-        backend: a registered backend name (torch, onnxruntime, openvino, tensorrt).
-        location: a checkpoint (torch) or a model directory (onnxruntime, openvino, tensorrt).
-        precision: which prepared graphs to run, or ``bf16`` (the fp32 graphs at bf16 inference precision, openvino).
-        options: backend options (providers, threads, device, ...).
-    """
-
-    backend: str
-    location: Path
-    precision: str = "fp32"
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        """``backend:location:precision``, as on the command line."""
-        return f"{self.backend}:{self.location}:{self.precision}"
-
-    @classmethod
-    def parse(cls, text: str, **options: Any) -> Target:
-        """Parse ``BACKEND:LOCATION[:PRECISION]`` (e.g. ``torch:model.pt``, ``onnxruntime:models/r50:int8-ort``,
-        ``openvino:models/r50:bf16``).
-
-        Raises:
-            UsageError: the text has no backend or location, or the backend is not registered.
-        """
-        from sgjnd.runtime.backends.registry import list_backends
-        from sgjnd.runtime.modeldir import RUN_PRECISIONS
-
-        backend, sep, rest = text.partition(":")
-        if not sep or not backend or not rest:
-            raise UsageError(
-                f"a target is BACKEND:LOCATION[:PRECISION], e.g. torch:model.pt or onnxruntime:models/r50:fp16; "
-                f"got {text!r}"
-            )
-        if backend not in list_backends():
-            raise UsageError(f"unknown backend {backend!r} in {text!r}: expected one of {', '.join(list_backends())}")
-        location, precision = rest, "fp32"
-        head, sep, tail = rest.rpartition(":")
-        if sep and tail in RUN_PRECISIONS:
-            location, precision = head, tail
-        return cls(backend, Path(location), precision, dict(options))
-
-
-@dataclass(frozen=True)
 class TaskComparison:
     """JND QFs of one target against the reference's, image by image.
 
@@ -593,8 +547,8 @@ COMPARE_QFS: tuple[int, ...] = (20, 50, 80)
 
 def run_comparison(
     images: Sequence[Path | str],
-    reference: Target,
-    targets: Sequence[Target],
+    reference: ModelSource,
+    targets: Sequence[ModelSource],
     *,
     qfs: Sequence[int] = COMPARE_QFS,
     max_patches: int = 4,
@@ -627,11 +581,11 @@ def run_comparison(
         UsageError: no images or targets, or a target's model spec differs from the reference's.
         SgjndError: a model cannot be opened or an image cannot be read (the backend's or decoder's error).
     """
-    from sgjnd.runtime.backends.registry import open_model
     from sgjnd.runtime.batching import encode, score_pairs
     from sgjnd.runtime.decode import decode_image
     from sgjnd.runtime.pairs import PairMaker, make_pair_set
     from sgjnd.runtime.predictor import PredictConfig
+    from sgjnd.runtime.source import concrete_source, open_source
 
     if not images:
         raise UsageError("give at least one image to compare on")
@@ -639,13 +593,14 @@ def run_comparison(
         raise UsageError("give at least one target to compare with the reference")
     if not qfs or any(not 1 <= int(q) <= 100 for q in qfs):
         raise UsageError(f"distortion QFs must be within 1..100, got {list(qfs)}")
+    reference, targets = concrete_source(reference), [concrete_source(t) for t in targets]  # precisions known
     labels = [str(p) for p in images]
     decoded = [decode_image(Path(p)) for p in images]
     config = predict_config or PredictConfig()
 
-    def run(target: Target, expect: ModelSpec | None, inputs: _Inputs | None) -> tuple[_Run, _Inputs]:
+    def run(target: ModelSource, expect: ModelSpec | None, inputs: _Inputs | None) -> tuple[_Run, _Inputs]:
         start = time.perf_counter()
-        with open_model(target.backend, target.location, precision=target.precision, **dict(target.options)) as m:
+        with open_source(target) as m:
             if expect is not None and m.model != expect:
                 raise UsageError(
                     f"{target.label} is model {m.model.name!r} (patch {m.model.patch_size}, features "
@@ -681,14 +636,15 @@ def run_comparison(
     for target in targets:
         out, _ = run(target, ref_run.model, inputs)
         predictions[target.label] = out.predictions
-        tol = (tolerances or {}).get(target.precision) or tolerances_for(target.precision)
+        precision = target.precision or "fp32"
+        tol = (tolerances or {}).get(precision) or tolerances_for(precision)
         tensors = {
             "encoder": compare_outputs({"features": ref_run.features}, {"features": out.features}, tol),
             "head": compare_outputs(ref_run.head, out.head, tol),
         }
         task_cmp = None
         if task:
-            bound = (task_bounds or {}).get(target.precision) or task_bound_for(target.precision)
+            bound = (task_bounds or {}).get(precision) or task_bound_for(precision)
             task_cmp = compare_jnd(labels, ref_run.jnd, out.jnd, bound, floor=floor)
         results.append(TargetComparison(target.label, out.description, tensors, task_cmp, out.seconds))
     described = (

@@ -7,6 +7,14 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Derived files (the demo model's ONNX graphs) go to a folder of this session, never the user's cache."""
+    import os
+
+    os.environ["SGJND_CACHE"] = str(tmp_path_factory.mktemp("sgjnd-cache"))
+
+
 @pytest.fixture(scope="session")
 def photos() -> list[Path]:
     """The bundled real photographs (scikit-image's data folder), in the order of ``sgjnd.samples.SAMPLE_PHOTOS``."""

@@ -383,7 +383,7 @@ def test_truncated_checkpoint_on_the_torch_backend(
     ckpt.write_bytes(ckpt.read_bytes()[:4096])
     image = tmp_path / "photo.png"
     image.write_bytes(encode(base, ".png"))
-    code = main(["predict", str(image), "--backend", "torch", "--weights", str(ckpt), *FAST])
+    code = main(["predict", str(image), "--backend", "torch", "--model", str(ckpt), *FAST])
     assert code == 4
     _assert_one_error_line(capsys.readouterr().err, "predict", "error: .*tiny.pt")
 
@@ -425,7 +425,7 @@ def test_usage_errors_exit_2(tiny_onnx_dir: Path, tmp_path: Path, capsys: pytest
     _assert_one_error_line(capsys.readouterr().err, "predict", "no such list file")
     image = tmp_path / "photo.png"
     image.write_bytes(encode(np.zeros((32, 32, 3), np.uint8), ".png"))
-    assert main(["predict", str(image), "--backend", "onnxruntime", *FAST]) == 2
-    _assert_one_error_line(capsys.readouterr().err, "predict", "needs --model DIR")
+    assert main(["predict", str(image), "--backend", "torch", "--model", str(tmp_path), *FAST]) == 2
+    _assert_one_error_line(capsys.readouterr().err, "predict", "opens a checkpoint file, got the directory")
     assert main(["predict", str(image), *model_args(tiny_onnx_dir), "--workers", "0"]) == 2
     _assert_one_error_line(capsys.readouterr().err, "predict", "workers must be at least 1")

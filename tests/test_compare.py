@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from sgjnd.compare import (
-    Target,
     TaskBound,
     Tolerance,
     compare_jnd,
@@ -25,6 +24,7 @@ from sgjnd.compare import (
 )
 from sgjnd.errors import UsageError
 from sgjnd.runtime.predictor import PredictConfig
+from sgjnd.runtime.source import ModelSource
 
 # -- metrics on known arrays -----------------------------------------------------------------------------------
 
@@ -181,15 +181,16 @@ def test_compare_jnd_summarises_differences() -> None:
 
 
 def test_target_parsing() -> None:
-    t = Target.parse("torch:models/m.pt", device="cpu")
-    assert (t.backend, t.location, t.precision, dict(t.options)) == ("torch", Path("models/m.pt"), "fp32",
+    t = ModelSource.parse("torch:models/m.pt", device="cpu")
+    assert (t.backend, t.location, t.precision, dict(t.options)) == ("torch", Path("models/m.pt"), None,
                                                                      {"device": "cpu"})
-    t = Target.parse("onnxruntime:models/r50:int8-ort")
+    assert t.label == "torch:models/m.pt:fp32"
+    t = ModelSource.parse("onnxruntime:models/r50:int8-ort")
     assert (t.location, t.precision) == (Path("models/r50"), "int8-ort")
-    assert Target.parse("onnxruntime:a:b").location == Path("a:b")  # not a precision: part of the path
+    assert ModelSource.parse("onnxruntime:a:b").location == Path("a:b")  # not a precision: part of the path
     for bad in ("torch", "torch:", ":x", "caffe:model"):
         with pytest.raises(UsageError):
-            Target.parse(bad)
+            ModelSource.parse(bad)
 
 
 # -- end to end on the tiny model ------------------------------------------------------------------------------
@@ -219,8 +220,8 @@ def test_torch_and_onnxruntime_agree(tiny: tuple[Path, Path, Path], photos: list
     from sgjnd.compare import run_comparison
 
     ckpt, onnx_dir, _ = tiny
-    report = run_comparison(photos[:2], Target.parse(f"torch:{ckpt}"), [Target.parse(f"onnxruntime:{onnx_dir}")],
-                            max_patches=2, predict_config=_config())
+    report = run_comparison(photos[:2], ModelSource.parse(f"torch:{ckpt}"),
+                            [ModelSource.parse(f"onnxruntime:{onnx_dir}")], max_patches=2, predict_config=_config())
     assert report.passed, report.format()
     (t,) = report.targets
     assert [c.name for c in t.tensors["encoder"]] == ["features"]
@@ -235,7 +236,7 @@ def test_other_weights_fail_the_comparison(tiny: tuple[Path, Path, Path], photos
     from sgjnd.compare import run_comparison
 
     ckpt, _, other = tiny
-    report = run_comparison(photos[:1], Target.parse(f"torch:{ckpt}"), [Target.parse(f"onnxruntime:{other}")],
+    report = run_comparison(photos[:1], ModelSource.parse(f"torch:{ckpt}"), [ModelSource.parse(f"onnxruntime:{other}")],
                             max_patches=2, task=False)
     assert not report.passed
     assert not report.targets[0].tensors["encoder"][0].passed

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from sgjnd.compare import Target, task_bound_for, tolerances_for
+from sgjnd.compare import task_bound_for, tolerances_for
+from sgjnd.runtime.source import ModelSource
 
 
 def test_bf16_targets_parse_and_sit_between_fp16_and_int8() -> None:
-    t = Target.parse("openvino:models/r50:bf16", threads=2)
+    t = ModelSource.parse("openvino:models/r50:bf16", threads=2)
     assert (t.backend, t.location, t.precision, dict(t.options)) == ("openvino", Path("models/r50"), "bf16",
                                                                      {"threads": 2})
-    assert Target.parse("openvino:models/r50:int8-ort").precision == "int8-ort"
+    assert ModelSource.parse("openvino:models/r50:int8-ort").precision == "int8-ort"
     fp32, fp16, bf16, int8 = (tolerances_for(p)["features"] for p in ("fp32", "fp16", "bf16", "int8"))
     assert fp32.atol < fp16.atol < bf16.atol < int8.atol
     assert fp32.min_cosine > bf16.min_cosine > int8.min_cosine
@@ -76,11 +77,11 @@ def test_openvino_targets_compare_like_any_other(ov_model: Path, photos: list[Pa
     from sgjnd.runtime.predictor import PredictConfig
     from sgjnd.runtime.search import SearchConfig
 
-    targets = [Target.parse(f"openvino:{ov_model}", threads=1)]
+    targets = [ModelSource.parse(f"openvino:{ov_model}", threads=1)]
     if _has_bf16():
-        targets.append(Target.parse(f"openvino:{ov_model}:bf16", threads=1))
+        targets.append(ModelSource.parse(f"openvino:{ov_model}:bf16", threads=1))
     config = PredictConfig(search=SearchConfig(strategy="coarse-to-fine"), max_patches=2)
-    report = run_comparison(photos[:1], Target.parse(f"onnxruntime:{ov_model}"), targets, max_patches=2,
+    report = run_comparison(photos[:1], ModelSource.parse(f"onnxruntime:{ov_model}"), targets, max_patches=2,
                             predict_config=config)
     assert report.passed, report.format()
     assert [t.description for t in report.targets][:1] == ["openvino CPU fp32"]

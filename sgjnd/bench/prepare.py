@@ -2,7 +2,7 @@
 
 Given nothing, the suite makes all of it in ``<out>/model``: an UNTRAINED checkpoint of the config's model from its
 seed, the ONNX export, the precision-prepared graphs (through :mod:`sgjnd.calibration`) and, where TensorRT and a
-GPU exist, the engines. Given ``--weights`` it exports that checkpoint; given ``--model DIR`` it uses the directory
+GPU exist, the engines. Given a checkpoint (``--model CKPT``) it exports it; given ``--model DIR`` it uses the directory
 as it is and never writes into it. A step that cannot be done is recorded with its reason, so the targets that need
 it become SKIPPED rows that say why.
 """
@@ -116,14 +116,14 @@ def _checkpoint(
 ) -> tuple[Path | None, str]:
     if weights is not None:
         if not Path(weights).is_file():
-            raise UsageError(f"--weights {weights} does not exist: give a checkpoint written by `sgjnd init` or "
+            raise UsageError(f"--model {weights} does not exist: give a checkpoint written by `sgjnd init` or "
                              "sgjnd.model.save_checkpoint")
         return Path(weights), ""
     if model_dir is not None:
         found = _checkpoint_beside(Path(model_dir))
         if found is None:
             return None, (f"no checkpoint for the PyTorch reference: {model_dir} holds none whose sha256 matches its "
-                          "graphs; pass --weights CKPT")
+                          "graphs; pass --model CKPT")
         return found, ""
     path = own_dir / f"{config.model}_seed{config.seed}.pt"
     if path.is_file():
@@ -185,7 +185,7 @@ def _spec(checkpoint: Path | None, directory: Path | None) -> tuple[ModelSpec, s
         if path and Path(path).is_file():
             sidecar = read_sidecar(Path(path), verify_hash=False)
             return sidecar.model, sidecar.artifact.weights
-    raise UsageError("nothing to benchmark: no checkpoint and no ONNX graphs; pass --weights CKPT or --model DIR")
+    raise UsageError("nothing to benchmark: no checkpoint and no ONNX graphs; pass --model CKPT or --model DIR")
 
 
 def _calibrate(prepared: Prepared, directory: Path, config: BenchConfig, out_dir: Path, say: Say) -> None:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from sgjnd.calibration.sensitivity import format_noise
-from sgjnd.compare import ComparisonReport, Target, TargetComparison, format_comparisons, run_comparison
+from sgjnd.compare import ComparisonReport, TargetComparison, format_comparisons, run_comparison
+from sgjnd.runtime.source import ModelSource
 
 REPORT_QFS: tuple[int, ...] = (10, 30, 50, 70, 90)
 """JPEG qualities of the distorted patches compared at the tensor level (spread over the search range)."""
@@ -146,9 +147,9 @@ def accuracy_report(
     from sgjnd.runtime.search import SearchConfig
 
     options: dict[str, Any] = {"providers": ("cpu",), "threads": threads}
-    reference = Target("onnxruntime", Path(model_dir), "fp32", options)
+    reference = ModelSource("onnxruntime", Path(model_dir), "fp32", options)
     target_options = options if backend == "onnxruntime" else {"threads": threads}
-    targets = [Target(backend, Path(model_dir), p, target_options) for p in precisions]
+    targets = [ModelSource(backend, Path(model_dir), p, target_options) for p in precisions]
     predict = PredictConfig(search=SearchConfig(strategy=strategy), max_patches=max_patches)  # type: ignore[arg-type]
     report = run_comparison([Path(p) for p in images], reference, targets, qfs=tuple(qfs),
                             max_patches=max_patches, predict_config=predict)

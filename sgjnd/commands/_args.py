@@ -8,73 +8,78 @@ from pathlib import Path
 
 from sgjnd.errors import UsageError
 from sgjnd.runtime.backends.base import ModelBackends
-from sgjnd.runtime.backends.registry import list_backends, open_model
+from sgjnd.runtime.backends.registry import list_backends
 from sgjnd.runtime.modeldir import RUN_PRECISIONS
 from sgjnd.runtime.predictor import PredictConfig
 from sgjnd.runtime.search import STRATEGIES, SearchConfig
+from sgjnd.runtime.source import AUTO, ModelSource, open_source
 
 _SEARCH_DEFAULTS = SearchConfig()
 _PREDICT_DEFAULTS = PredictConfig()
 
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """--backend, --weights/--model, --precision and backend options."""
+def add_model_args(parser: argparse.ArgumentParser, *, positional: bool = False) -> None:
+    """The one way every command that runs a model names it: --model [--backend] [--precision] and options.
+
+    Args:
+        parser: the command's parser.
+        positional: the command takes the model as its first positional argument (``sgjnd serve DIR``) as well.
+    """
     group = parser.add_argument_group("model")
+    if positional:
+        group.add_argument("model_arg", nargs="?", type=Path, metavar="MODEL", help="same as --model")
+    group.add_argument(
+        "--model", type=Path, default=None,
+        help="a model directory from `sgjnd export` or a checkpoint (.pt); default: the bundled demo model",
+    )
+    group.add_argument("--weights", type=Path, default=None, help=argparse.SUPPRESS)  # deprecated alias of --model
     group.add_argument(
         "--backend",
-        choices=[*list_backends(), "auto"],
-        default="torch",
-        help="inference backend; auto: the fastest CPU backend and precision for --model DIR among those whose graphs "
-        "passed `sgjnd calibrate`'s accuracy gate (a --precision other than fp32 restricts it to that precision)",
-    )
-    group.add_argument(
-        "--weights", type=Path, help="PyTorch checkpoint (.pt with its .json sidecar), for --backend torch"
-    )
-    group.add_argument(
-        "--model", type=Path, help="model directory from `sgjnd export` (onnxruntime, openvino, tensorrt, auto)"
+        choices=[*list_backends(), AUTO],
+        default=AUTO,
+        help="inference backend; auto: torch for a checkpoint; for a model directory its TensorRT engines where a GPU "
+        "can run them, else the fastest CPU backend and precision whose graphs passed `sgjnd calibrate`'s accuracy "
+        "gate (a --precision restricts it to that precision)",
     )
     group.add_argument(
         "--precision",
         choices=RUN_PRECISIONS,
-        default="fp32",
-        help="which prepared graphs to run; bf16: the fp32 graphs at bf16 inference precision (openvino, on CPUs "
-        "with AVX-512-BF16 or AMX)",
+        default=None,
+        help="which prepared graphs to run (default: fp32, or auto's choice); bf16: the fp32 graphs at bf16 inference "
+        "precision (openvino, on CPUs with AVX-512-BF16 or AMX)",
     )
     group.add_argument(
         "--providers",
-        default="cpu",
-        help="ONNX Runtime execution providers in order of preference, comma-separated (cpu, cuda, tensorrt)",
+        default=None,
+        help="ONNX Runtime execution providers in order of preference, comma-separated (cpu, cuda, tensorrt); "
+        "default: cpu",
     )
-    group.add_argument("--threads", type=int, default=None, help="intra-op threads (None: the library's choice)")
-    group.add_argument("--device", default="cpu", help="torch device for --backend torch")
+    group.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the library's choice)")
+    group.add_argument("--device", default=None, help="torch device for --backend torch (default: cpu)")
 
 
-def model_location(args: argparse.Namespace) -> Path:
-    """The checkpoint or model directory the arguments name, checked against the backend."""
-    if args.backend == "torch":
-        if args.weights is None:
-            raise UsageError("--backend torch needs --weights CKPT (a checkpoint written by sgjnd)")
-        return Path(args.weights)
-    if args.model is None:
-        raise UsageError(f"--backend {args.backend} needs --model DIR (create one with: sgjnd export CKPT -o DIR)")
-    return Path(args.model)
+def source_from_args(args: argparse.Namespace) -> ModelSource:
+    """The :class:`ModelSource` the model arguments describe (options checked once the backend is known)."""
+    location = getattr(args, "model_arg", None) or args.model
+    if args.weights is not None:
+        print("sgjnd: --weights is deprecated and will be removed in the next release: use --model", file=sys.stderr)
+        if location is not None and Path(location) != Path(args.weights):
+            raise UsageError(f"--weights {args.weights} and --model {location} name two models: give one (--model)")
+        location = args.weights
+    options: dict[str, object] = {"threads": args.threads, "device": args.device}
+    if args.providers is not None:
+        options["providers"] = tuple(p.strip() for p in args.providers.split(",") if p.strip())
+    return ModelSource(args.backend, location, args.precision, options)
+
+
+def announce(line: str) -> None:
+    """Print what a resolution picked, on stderr (stdout stays the command's output)."""
+    print(line, file=sys.stderr)
 
 
 def open_model_from_args(args: argparse.Namespace) -> ModelBackends:
-    """Open (not yet load) the model the arguments name; ``--backend auto`` chooses, and says what it chose."""
-    backend, precision = args.backend, args.precision
-    if backend == "auto":
-        from sgjnd.runtime.backends.choose import choose_for_model_dir
-
-        choice = choose_for_model_dir(model_location(args), precision=None if precision == "fp32" else precision)
-        print(choice.line(), file=sys.stderr)
-        backend, precision = choice.backend, choice.precision
-    options: dict[str, object] = {"threads": args.threads}
-    if backend == "onnxruntime":
-        options["providers"] = tuple(p.strip() for p in args.providers.split(",") if p.strip())
-    if backend == "torch":
-        options["device"] = args.device
-    return open_model(backend, model_location(args), precision=precision, **options)
+    """Open (not yet load) the model the arguments name; says on stderr what it picked when something was left open."""
+    return open_source(source_from_args(args), announce=announce)
 
 
 def add_predict_args(parser: argparse.ArgumentParser) -> None:

@@ -27,7 +27,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         description="Measure, in one run, encoder and head latency per batch size, end-to-end time per photo per "
         "search strategy, accuracy drift against the PyTorch reference, and the machine's matmul peak, for every "
         "backend and precision installed (the rest are reported as SKIPPED with the reason). Writes bench.json, "
-        "bench.csv, bench.md and PNG plots to --out. Without --weights/--model it makes an UNTRAINED seeded "
+        "bench.csv, bench.md and PNG plots to --out. Without --model it makes an UNTRAINED seeded "
         "checkpoint and its ONNX graphs in --out/model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -38,10 +38,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     source.add_argument("--config", type=Path, help="a JSON config (fields of sgjnd.bench.config.BenchConfig)")
     parser.add_argument("-o", "--out", type=Path, default=Path("bench-output"), help="output directory")
     model = parser.add_mutually_exclusive_group()
-    model.add_argument("--weights", type=Path, help="benchmark this checkpoint (exported into --out/model)")
     model.add_argument("--model", type=Path,
-                       help="benchmark this model directory as it is (read only; a matching .pt in it or its parent "
-                       "is the PyTorch reference)")
+                       help="a checkpoint (exported into --out/model) or a model directory, benchmarked as it is (read "
+                       "only; a matching .pt in it or its parent is the PyTorch reference)")
+    model.add_argument("--weights", type=Path, help=argparse.SUPPRESS)  # deprecated alias of --model
     parser.add_argument("--compare", type=Path, metavar="OLD.json",
                         help="compare with an earlier bench.json: print and write regressions and improvements")
     parser.add_argument("--results", type=Path, metavar="NEW.json",
@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out, what="benchmark output folder (-o)")
 
-    outcome = benchmark(config, args.out, weights=args.weights, model_dir=args.model, compare_with=args.compare,
+    weights, model_dir = _model(args)
+    outcome = benchmark(config, args.out, weights=weights, model_dir=model_dir, compare_with=args.compare,
                         plots=not args.no_plots, show_progress=not args.quiet)
     rows = speedup_rows(outcome.run)
     print(f"sgjnd bench ({config.profile}, {outcome.run.model.get('name')}, {outcome.run.duration_s / 60:.1f} min)")
@@ -140,3 +141,15 @@ def _compare_only(args: argparse.Namespace, threshold: float) -> int:
     if regressions(changes):
         print(f"sgjnd bench: {len(regressions(changes))} regression(s) against {args.compare}", file=sys.stderr)
     return 1 if args.fail_on_regression and regressions(changes) else 0
+
+
+def _model(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """(checkpoint, model directory) from --model (either kind) or the deprecated --weights."""
+    import sys
+
+    if args.weights is not None:
+        print("sgjnd: --weights is deprecated and will be removed in the next release: use --model", file=sys.stderr)
+        return args.weights, None
+    if args.model is None:
+        return None, None
+    return (None, args.model) if args.model.is_dir() else (args.model, None)

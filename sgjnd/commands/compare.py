@@ -20,7 +20,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "each output with per-precision tolerances (max/mean abs and rel error, cosine), then predict the JND QF "
         "of every image on each target and compare it with the reference's. Exit code 0 only when all pass. A "
         "target is BACKEND:LOCATION[:PRECISION], e.g. torch:model.pt, onnxruntime:models/r50, "
-        "onnxruntime:models/r50:int8-ort.",
+        "onnxruntime:models/r50:int8-ort, auto:models/r50 (what `--backend auto` would run).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("images", nargs="*", type=Path, help="image files (none: the bundled sample photos)")
@@ -32,9 +32,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--patches", type=int, default=4, help="reference patches per image at the tensor level")
     parser.add_argument("--task", action=argparse.BooleanOptionalAction, default=True,
                         help="compare the JND QF per image (the task level) besides the tensors")
-    parser.add_argument("--providers", default="cpu", help="ONNX Runtime execution providers, comma-separated")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (None: the library's choice)")
-    parser.add_argument("--device", default="cpu", help="torch device for torch targets")
+    parser.add_argument("--providers", default=None,
+                        help="ONNX Runtime execution providers for onnxruntime targets, comma-separated (default: cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the library's choice)")
+    parser.add_argument("--device", default=None, help="torch device for torch targets (default: cpu)")
     parser.add_argument("--json", type=Path, help="also write the full report as JSON to this file")
     parser.add_argument(
         "--report", type=Path, metavar="DIR",
@@ -118,12 +119,14 @@ def _write_visual_report(directory: Path, report: Any, images: list[Path], confi
 
 
 def _target(text: str, args: argparse.Namespace) -> Any:
-    from sgjnd.compare import Target
+    """``BACKEND:LOCATION[:PRECISION]`` with the command's options that its backend takes (they apply to every
+    target, and targets run on different backends)."""
+    from sgjnd.commands._args import announce
+    from sgjnd.runtime.source import BACKEND_OPTIONS, ModelSource, concrete_source
 
-    options: dict[str, Any] = {"threads": args.threads}
-    backend = text.partition(":")[0]
-    if backend == "onnxruntime":
+    source = concrete_source(ModelSource.parse(text), announce=announce)
+    options: dict[str, Any] = {"threads": args.threads, "device": args.device}
+    if args.providers is not None:
         options["providers"] = tuple(p.strip() for p in args.providers.split(",") if p.strip())
-    elif backend == "torch":
-        options["device"] = args.device
-    return Target.parse(text, **options)
+    taken = {k: v for k, v in options.items() if k in BACKEND_OPTIONS[source.backend] and v is not None}
+    return ModelSource(source.backend, source.location, source.precision, taken)

@@ -7,13 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sgjnd.commands._args import add_predict_args, predict_config_from_args
+from sgjnd.commands._args import add_model_args, add_predict_args, open_model_from_args, predict_config_from_args
+from sgjnd.errors import UsageError
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    from sgjnd.runtime.backends.registry import list_backends
-    from sgjnd.runtime.modeldir import PRECISIONS
-
     parser: argparse.ArgumentParser = sub.add_parser(
         "evaluate",
         help="evaluate a checkpoint or model directory against a JND dataset",
@@ -23,14 +21,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "plots into the output folder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("model", type=Path, help="checkpoint (.pt, --backend torch) or model directory (sgjnd export)")
+    parser.add_argument("model_arg", type=Path, metavar="MODEL",
+                        help="checkpoint (.pt) or model directory (sgjnd export); same as --model")
     parser.add_argument("data", type=Path, help="dataset folder (MCL-JCI, KonJND-1k) or proxy-label CSV")
     parser.add_argument("-o", "--output", type=Path, default=Path("eval-output"), help="report folder")
-    parser.add_argument("--backend", choices=list_backends(), default=None,
-                        help="inference backend (default: torch for a file, onnxruntime for a folder)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="which prepared graphs to run")
-    parser.add_argument("--providers", default="cpu", help="ONNX Runtime execution providers, comma-separated")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
     parser.add_argument("--kind", default="auto", choices=("auto", "mcl-jci", "konjnd-1k", "proxy"),
                         help="dataset layout")
     parser.add_argument("--label", default="median", choices=("median", "mean", "sur"), help="label aggregation")
@@ -39,6 +33,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--exclude", nargs="*", default=None, help="leave out these source names or groups")
     parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    add_model_args(parser)
     add_predict_args(parser)
     parser.set_defaults(run=run)
     return parser
@@ -48,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
     from sgjnd.data.datasets import open_dataset
     from sgjnd.data.labels import LabelConfig
     from sgjnd.fileio import check_output_dir
-    from sgjnd.runtime.backends.registry import open_model
     from sgjnd.train.evaluate import evaluate_dataset, metrics_line, write_report
 
     check_output_dir(args.output, what="report folder (-o)")  # before any work
@@ -59,12 +53,10 @@ def run(args: argparse.Namespace) -> int:
     if args.exclude:
         drop = set(args.exclude)
         dataset = dataset.subset(s.name for s in dataset.sources if s.name not in drop and s.group not in drop)
-    backend = args.backend or ("onnxruntime" if args.model.is_dir() else "torch")
-    options: dict[str, object] = {"threads": args.threads}
-    if backend == "onnxruntime":
-        options["providers"] = tuple(p.strip() for p in args.providers.split(",") if p.strip())
     config = predict_config_from_args(args)
-    with open_model(backend, args.model, precision=args.precision, **options) as models:
+    if args.model is not None:
+        raise UsageError(f"give the model once: as MODEL ({args.model_arg}), not also as --model")
+    with open_model_from_args(args) as models:
         result = evaluate_dataset(models, dataset, config, LabelConfig(args.label, args.sur_p),
                                   progress=not args.quiet)
     files = write_report(result, args.output, plots=not args.no_plots)

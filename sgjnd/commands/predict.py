@@ -82,8 +82,6 @@ def job_config_from_args(args: argparse.Namespace) -> JobConfig:
 
 def run(args: argparse.Namespace) -> int:
     if args.ray is not None:
-        from sgjnd.distributed.ray_job import predict_on_ray_from_args
-
         return predict_on_ray_from_args(args)
     from sgjnd.jobs import (
         PredictJob,
@@ -222,3 +220,27 @@ def format_row(r: Any) -> str:
         f"{name:<28} {f'{r.width}x{r.height}':>10} {jnd:>6} {rec:>6} {psnr:>8} {kib:>8} {r.encoder_passes:>6} "
         f"{r.timings_ms['total']:>8.0f}"
     )
+
+
+def predict_on_ray_from_args(args: argparse.Namespace) -> int:
+    """``sgjnd predict --ray``: the arguments of ``sgjnd predict`` -> ``predict_on_ray``; the exit code.
+
+    Returns:
+        0 when every file was scored; otherwise the failures' exit code, as ``sgjnd predict``.
+    """
+    from sgjnd.commands._args import source_from_args
+    from sgjnd.distributed.ray_job import predict_on_ray, ray_job_config_from_args, split_ray_argument
+    from sgjnd.errors import UsageError
+
+    if args.out is None:
+        raise UsageError("--ray needs --out results.parquet (or .jsonl): the records are written to a file")
+    address, images = split_ray_argument(args.ray, args.images)
+    summary = predict_on_ray(
+        images,
+        args.out,
+        source=source_from_args(args),
+        predict=predict_config_from_args(args),
+        job=ray_job_config_from_args(args, address),
+    )
+    print(f"sgjnd predict --ray: {summary.line()}", file=sys.stderr)
+    return summary.exit_code

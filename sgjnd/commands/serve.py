@@ -28,14 +28,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "merged into shared backend batches. Binds 127.0.0.1 unless --host says otherwise.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "location",
-        nargs="?",
-        type=Path,
-        metavar="MODEL",
-        help="model directory (or a checkpoint for --backend torch); same as --model / --weights",
-    )
-    add_model_args(parser)
+    add_model_args(parser, positional=True)
     add_predict_args(parser)
     config, limits = _defaults()
     net = parser.add_argument_group("network")
@@ -79,40 +72,23 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def serve_config_from_args(args: argparse.Namespace) -> Any:
-    """The ServeConfig the arguments describe (the positional MODEL fills --model or --weights)."""
+    """The ServeConfig the arguments describe (the positional MODEL is the same as --model)."""
+    from sgjnd.commands._args import announce, source_from_args
     from sgjnd.errors import UsageError
+    from sgjnd.runtime.source import resolve_source
     from sgjnd.serve.config import ServeConfig, ServeLimits
 
-    location = args.location
-    if location is not None:
-        if args.model is not None or args.weights is not None:
-            raise UsageError("give the model once: as MODEL or as --model/--weights, not both")
-    elif args.backend == "torch":
-        location = args.weights
-    else:
-        location = args.model
-    if location is None:
-        raise UsageError(
-            f"--backend {args.backend} needs a model: sgjnd serve MODEL_DIR (create one with: sgjnd export CKPT -o DIR)"
-            if args.backend != "torch"
-            else "--backend torch needs a checkpoint: sgjnd serve CKPT.pt"
-        )
-    if args.backend == "torch" and Path(location).is_dir():
-        raise UsageError(
-            f"{location} is a model directory, but --backend torch needs a checkpoint: pass --backend onnxruntime "
-            f"(or tensorrt) to serve the directory, or give the .pt checkpoint"
-        )
-    options: dict[str, Any] = {"threads": args.threads}
-    if args.backend == "onnxruntime":
-        options["providers"] = tuple(p.strip() for p in args.providers.split(",") if p.strip())
-    if args.backend == "torch":
-        options["device"] = args.device
+    if args.model_arg is not None and (args.model is not None or args.weights is not None):
+        raise UsageError("give the model once: as MODEL or as --model, not both")
+    # Resolved once here, so that every worker process runs the same backend, precision and files.
+    resolved = resolve_source(source_from_args(args))
+    announce(resolved.line)
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
     return ServeConfig(
-        backend=args.backend,
-        location=Path(location),
-        precision=args.precision,
-        backend_options=options,
+        backend=resolved.backend,
+        location=resolved.location,
+        precision=resolved.precision,
+        backend_options=dict(resolved.options),
         predict=predict_config_from_args(args),
         max_batch=args.max_batch,
         max_delay_ms=args.max_delay_ms,

@@ -28,6 +28,7 @@ import numpy as np
 
 from sgjnd.errors import BackendError, ImageError, SgjndError, UsageError
 from sgjnd.runtime.predictor import PredictConfig
+from sgjnd.runtime.source import ModelSource, concrete_source, open_source
 
 log = logging.getLogger(__name__)
 
@@ -76,23 +77,6 @@ class RayJobConfig:
             raise UsageError(f"batch size must be at least 1 image, got {self.batch_size}")
 
 
-@dataclass(frozen=True)
-class ModelSource:
-    """Which model the actors load.
-
-    Attributes:
-        backend: a registered backend name.
-        location: a model directory (a checkpoint for torch), as the driver sees it.
-        precision: which prepared graphs to run.
-        options: backend options (providers, device; ``threads`` defaults to the actor's CPUs).
-    """
-
-    backend: str
-    location: Path
-    precision: str = "fp32"
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-
 @dataclass
 class RaySummary:
     """What a run did."""
@@ -128,7 +112,8 @@ def pack_model(source: ModelSource) -> dict[str, bytes]:
     """
     from sgjnd.runtime.modeldir import artifact_name, require_model_dir
 
-    location = Path(source.location)
+    source = concrete_source(source)
+    location = Path(str(source.location))
     if source.backend == "torch":
         if not location.is_file():
             raise UsageError(f"{location}: no such checkpoint; expected a .pt written by sgjnd (with its .json)")
@@ -136,7 +121,8 @@ def pack_model(source: ModelSource) -> dict[str, bytes]:
         folder = location.parent
     else:
         folder = require_model_dir(location, rebuild_hint=f"sgjnd export CHECKPOINT -o {location}")
-        stems = [artifact_name(g, source.precision, ext) for g in ("encoder", "head") for ext in ("onnx", "engine")]
+        precision = source.precision or "fp32"
+        stems = [artifact_name(g, precision, ext) for g in ("encoder", "head") for ext in ("onnx", "engine")]
         names = sorted(p.name for p in folder.iterdir() if p.is_file() and any(p.name.startswith(s) for s in stems))
     files = {name: (folder / name).read_bytes() for name in names if (folder / name).is_file()}
     size = sum(len(b) for b in files.values())
@@ -162,10 +148,10 @@ class JNDScorer:
     def __init__(
         self, source: ModelSource, predict: PredictConfig, packed: Any = None, threads: int | None = None
     ) -> None:
-        from sgjnd.runtime.backends.registry import open_model
         from sgjnd.runtime.predictor import JNDPredictor
 
-        location = Path(source.location)
+        source = concrete_source(source)
+        location = Path(str(source.location))
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if packed is not None:
             files = _resolve(packed)
@@ -177,7 +163,7 @@ class JNDScorer:
         options = dict(source.options)
         if options.get("threads") is None and source.backend != "torch":
             options["threads"] = threads
-        self._models = open_model(source.backend, location, precision=source.precision, **options).__enter__()
+        self._models = open_source(ModelSource(source.backend, location, source.precision, options)).__enter__()
         self.predictor = JNDPredictor(self._models, predict)
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -323,6 +309,7 @@ def predict_on_ray(
 
     job = job or RayJobConfig()
     predict = predict or PredictConfig()
+    source = concrete_source(source)
     out = Path(out)
     _check_output(out)
     files, uris, missing = _split_inputs(inputs, exclude=[out])
@@ -385,9 +372,7 @@ def check_model(source: ModelSource) -> None:
     Raises:
         SgjndError: the model's files are missing or their sidecars disagree.
     """
-    from sgjnd.runtime.backends.registry import open_model
-
-    open_model(source.backend, Path(source.location), precision=source.precision, **dict(source.options))
+    open_source(source)
 
 
 def _sgjnd_cause(exc: BaseException) -> SgjndError | None:
@@ -556,36 +541,6 @@ def ray_job_config_from_args(args: Any, address: str) -> RayJobConfig:
     )
 
 
-def predict_on_ray_from_args(args: Any) -> int:
-    """``sgjnd predict --ray``: the arguments of ``sgjnd predict`` -> :func:`predict_on_ray`; the exit code.
-
-    Returns:
-        0 when every file was scored; otherwise the failures' exit code, as ``sgjnd predict``.
-    """
-    import sys
-
-    from sgjnd.commands._args import model_location, predict_config_from_args
-
-    if args.out is None:
-        raise UsageError("--ray needs --out results.parquet (or .jsonl): the records are written to a file")
-    address, images = split_ray_argument(args.ray, args.images)
-    options: dict[str, Any] = {"threads": args.threads}
-    if args.backend == "onnxruntime":
-        options["providers"] = tuple(p.strip() for p in args.providers.split(",") if p.strip())
-    if args.backend == "torch":
-        options["device"] = args.device
-    source = ModelSource(args.backend, model_location(args), args.precision, options)
-    summary = predict_on_ray(
-        images,
-        args.out,
-        source=source,
-        predict=predict_config_from_args(args),
-        job=ray_job_config_from_args(args, address),
-    )
-    print(f"sgjnd predict --ray: {summary.line()}", file=sys.stderr)
-    return summary.exit_code
-
-
 __all__ = [
     "JNDScorer",
     "ModelSource",
@@ -595,7 +550,6 @@ __all__ = [
     "pack_model",
     "pool_size",
     "predict_on_ray",
-    "predict_on_ray_from_args",
     "read_results",
     "require_ray",
     "split_ray_argument",

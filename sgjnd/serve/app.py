@@ -42,8 +42,8 @@ from sgjnd import __version__
 from sgjnd.errors import SgjndError
 from sgjnd.jobs import json_safe
 from sgjnd.runtime.backends.base import ModelBackends
-from sgjnd.runtime.backends.registry import open_model
 from sgjnd.runtime.predictor import JNDPredictor
+from sgjnd.runtime.source import open_source
 from sgjnd.serve.batcher import RequestTimeout, batched_models, request_deadline
 from sgjnd.serve.config import ServeConfig
 from sgjnd.serve.errors import ApiError, api_error, api_error_from
@@ -104,7 +104,7 @@ class Service:
         cfg = self.config
         try:
             models = self._stack.enter_context(
-                open_model(cfg.backend, cfg.location, precision=cfg.precision, **cfg.backend_options)
+                open_source(cfg.source)
             )
             self._models = self._stack.enter_context(
                 batched_models(

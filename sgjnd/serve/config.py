@@ -11,6 +11,7 @@ from typing import Any
 from sgjnd.errors import UsageError
 from sgjnd.runtime.predictor import PredictConfig
 from sgjnd.runtime.search import SearchConfig
+from sgjnd.runtime.source import ModelSource
 
 PROBE_CONNECTIONS = 8
 """Connections taken beyond ``max_connections`` when none is idle, for ``/healthz`` and ``/readyz`` only."""
@@ -96,6 +97,11 @@ class ServeConfig:
             raise UsageError(f"max delay must be >= 0 ms, got {self.max_delay_ms!r}")
         if self.token is not None and (not self.token or any(c.isspace() for c in self.token)):
             raise UsageError("the token must be non-empty and without whitespace (it travels in an HTTP header)")
+
+    @property
+    def source(self) -> ModelSource:
+        """The model to serve, as every command names one."""
+        return ModelSource(self.backend, self.location, self.precision, self.backend_options)
 
     def to_json(self) -> str:
         """The config as JSON (see :meth:`from_json`)."""

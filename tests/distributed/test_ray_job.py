@@ -148,7 +148,7 @@ def predict_like_parser() -> argparse.ArgumentParser:
 
 
 def test_cli_arguments_reach_the_job_and_are_checked_before_ray_starts(tmp_path: Path, tiny_onnx_dir: Path) -> None:
-    from sgjnd.distributed.ray_job import predict_on_ray_from_args
+    from sgjnd.commands.predict import predict_on_ray_from_args
 
     parser = predict_like_parser()
     (tmp_path / "old.parquet").write_text("")

@@ -29,15 +29,17 @@ def test_model_argument_token_and_defaults(monkeypatch: pytest.MonkeyPatch) -> N
         8,
         "from-env",
     )
-    assert config.predict.search.qfs[0] == 70 and config.backend_options["providers"] == ("cpu",)
+    assert config.predict.search.qfs[0] == 70 and "providers" not in config.backend_options  # ONNX Runtime's default
+    config = serve_command.serve_config_from_args(parse("m", "--backend", "onnxruntime", "--providers", "cuda,cpu"))
+    assert config.backend_options["providers"] == ("cuda", "cpu")
     assert args.host == "127.0.0.1"
     assert serve_command.serve_config_from_args(parse("ckpt.pt", "--backend", "torch", "--token", "t")).token == "t"
 
 
 def test_bad_arguments_are_usage_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(serve_command.TOKEN_ENV, raising=False)
-    with pytest.raises(UsageError, match="needs a model"):
-        serve_command.serve_config_from_args(parse("--backend", "onnxruntime"))
+    with pytest.raises(UsageError, match="--providers does not apply to the torch backend"):
+        serve_command.serve_config_from_args(parse("m.pt", "--backend", "torch", "--providers", "cuda"))
     with pytest.raises(UsageError, match="not both"):
         serve_command.serve_config_from_args(parse("a", "--model", "b", "--backend", "onnxruntime"))
     with pytest.raises(UsageError, match="max batch"):
