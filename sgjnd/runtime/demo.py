@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from sgjnd.errors import UsageError
@@ -73,7 +74,8 @@ def demo_model_dir(*, checkpoint: Path | None = None) -> Path:
 
     log.warning("exporting the demo model to ONNX once, into %s", target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".demo-") as tmp:
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".demo-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on constant folding say nothing to a demo user
         staged = Path(tmp) / "model"
         onnx_from_checkpoint(checkpoint, staged)
         try:
