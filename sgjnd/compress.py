@@ -10,10 +10,10 @@ Policies:
   fixed-quality baseline (QF 90 by default), so the saving is shown at a known cost.
 - **Metadata.** EXIF (JPEG APP1, PNG ``eXIf``, WebP ``EXIF``) and the ICC profile (JPEG APP2, PNG ``iCCP``, WebP
   ``ICCP``) are copied into the output as APP1 ``Exif`` and APP2 ``ICC_PROFILE`` segments (split over several APP2
-  segments when large). The EXIF orientation tag is set to 1, since the pixels are already upright. An ICC profile
-  that does not describe RGB data (a CMYK or gray profile; the output is always RGB) is dropped, and so is EXIF
-  above the 64 KiB a JPEG segment holds; both with a note. XMP, comments and other segments are not copied, nor is
-  any metadata of TIFF, GIF, BMP or AVIF inputs.
+  segments when large); :mod:`sgjnd.runtime.container` reads and writes them. The EXIF orientation tag is set to 1,
+  since the pixels are already upright. An ICC profile that does not describe RGB data (a CMYK or gray profile; the
+  output is always RGB) is dropped, and so is EXIF above the 64 KiB a JPEG segment holds; both with a note. XMP,
+  comments and other segments are not copied, nor is any metadata of TIFF, GIF, BMP or AVIF inputs.
 - **Files.** Outputs are written through a temporary file in the output folder and linked into place, which fails
   instead of replacing a file that appeared meanwhile; an existing output is replaced only with ``overwrite``, and
   never when it is one of the inputs (:class:`OutputGuard`).
@@ -22,29 +22,27 @@ Policies:
 from __future__ import annotations
 
 import os
-import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sgjnd.errors import UsageError
+from sgjnd.errors import ImageError, UsageError
 from sgjnd.fileio import _FILE_MODE, atomic_output
 from sgjnd.jobs import DoneSet, InputItem, Skip, is_list_file, read_list
-from sgjnd.runtime.decode import decode_image, detect_format
+from sgjnd.runtime.container import (
+    MAX_JPEG_EXIF_BYTES,
+    MAX_JPEG_ICC_BYTES,
+    METADATA_FORMATS,
+    detect_format,
+    exif_with_orientation,
+    jpeg_with_app_segments,
+    read_embedded_metadata,
+    read_exif_orientation,
+)
+from sgjnd.runtime.decode import decode_image
 from sgjnd.runtime.jpeg import psnr
 from sgjnd.runtime.predictor import JNDPredictor
-
-ORIENTATION_TAG = 0x0112
-MAX_ICC_BYTES = 16 << 20
-"""Largest ICC profile read from a PNG (its compressed stream is inflated at most this far)."""
-
-_EXIF_HEADER = b"Exif\x00\x00"
-_ICC_HEADER = b"ICC_PROFILE\x00"
-_SEGMENT_PAYLOAD = 65533  # a JPEG segment's length field counts itself: 65535 - 2
-_ICC_CHUNK = _SEGMENT_PAYLOAD - len(_ICC_HEADER) - 2  # sequence number and count bytes follow the header
-
 
 # -- configuration and results -------------------------------------------------------------------------------------
 
@@ -465,38 +463,41 @@ def read_metadata(data: bytes) -> ImageMetadata:
         The metadata to copy; empty for other formats (with a note when the format can carry metadata).
     """
     fmt = detect_format(data)
-    reader = {"jpeg": _jpeg_metadata, "png": _png_metadata, "webp": _webp_metadata}.get(fmt)
-    if reader is None:
+    if fmt not in METADATA_FORMATS:
         note = f"metadata of {fmt.upper()} files is not copied" if fmt in ("tiff", "avif", "heic") else None
         return ImageMetadata(notes=(note,) if note else ())
-    notes: list[str] = []
     try:
-        exif, icc = reader(data, notes)
-    except (struct.error, IndexError, ValueError, zlib.error):
-        return ImageMetadata(notes=(f"the {fmt.upper()} metadata is damaged and was not copied",))
-    if exif is not None:
-        exif = _checked_exif(exif, notes)
-    if icc is not None:
-        icc = _checked_icc(icc, notes)
+        embedded = read_embedded_metadata(data)
+    except ImageError as exc:
+        return ImageMetadata(notes=(f"the {fmt.upper()} metadata is damaged and was not copied ({exc})",))
+    notes = list(embedded.notes)
+    exif = icc = None
+    if embedded.exif is not None:
+        exif = _checked_exif(embedded.exif, read_exif_orientation(data) or 1, notes)
+    if embedded.icc is not None:
+        icc = _checked_icc(embedded.icc, notes)
     return ImageMetadata(exif=exif, icc=icc, notes=tuple(notes))
 
 
-def _checked_exif(exif: bytes, notes: list[str]) -> bytes | None:
-    if exif.startswith(_EXIF_HEADER):  # some PNG and WebP writers keep JPEG's prefix
-        exif = exif[len(_EXIF_HEADER) :]
+def _checked_exif(exif: bytes, applied: int, notes: list[str]) -> bytes | None:
+    """``exif`` with its orientation reset to 1, or None (with a note) when it cannot be copied.
+
+    ``applied`` is the orientation the decoder applied to the pixels (1: none), for the note.
+    """
     if exif[:4] not in (b"II*\x00", b"MM\x00*"):
         notes.append("EXIF is not a TIFF structure and was not copied")
         return None
-    if len(exif) + len(_EXIF_HEADER) > _SEGMENT_PAYLOAD:
+    if len(exif) > MAX_JPEG_EXIF_BYTES:
         notes.append(f"EXIF of {len(exif):,} bytes does not fit in a JPEG segment (64 KiB) and was not copied")
         return None
     try:
-        exif, orientation = exif_with_orientation(exif, 1)
-    except (struct.error, IndexError, ValueError):
-        notes.append("EXIF is damaged and was not copied")
+        exif, stored = exif_with_orientation(exif, 1)
+    except ImageError as exc:
+        notes.append(f"EXIF is damaged and was not copied ({exc})")
         return None
-    if orientation not in (None, 1):
-        notes.append(f"EXIF orientation {orientation} reset to 1: the pixels are written upright")
+    if stored not in (None, 1):
+        why = "the pixels are written upright" if stored == applied else "the decoder did not apply it"
+        notes.append(f"EXIF orientation {stored} reset to 1: {why}")
     return exif
 
 
@@ -508,121 +509,17 @@ def _checked_icc(icc: bytes, notes: list[str]) -> bytes | None:
     if space != "RGB":
         notes.append(f"the ICC profile describes {space or '?'} data, not the RGB output, and was not copied")
         return None
-    if len(icc) > _ICC_CHUNK * 255:
+    if len(icc) > MAX_JPEG_ICC_BYTES:
         notes.append(f"the ICC profile of {len(icc):,} bytes is too large for JPEG and was not copied")
         return None
     return icc
 
 
-def exif_with_orientation(exif: bytes, orientation: int) -> tuple[bytes, int | None]:
-    """Set the orientation tag of IFD0 of an EXIF TIFF structure.
-
-    Every orientation entry of IFD0 is rewritten as one SHORT holding ``orientation``, whatever its stored type
-    (SHORT or LONG) and however many entries there are, so that no reader rotates the written pixels again.
-
-    Args:
-        exif: the TIFF structure (starting with ``II*\\0`` or ``MM\\0*``).
-        orientation: the new value, 1..8.
-
-    Returns:
-        The changed bytes (unchanged when the tag is absent) and the previous value as the decoder applied it (the
-        first entry, read as OpenCV reads it; None when absent).
-
-    Raises:
-        ValueError: not a TIFF structure; struct.error or IndexError: IFD0 is cut short.
-    """
-    order = {b"II": "<", b"MM": ">"}.get(exif[:2])
-    if order is None:
-        raise ValueError("not a TIFF structure")
-    (offset,) = struct.unpack_from(order + "I", exif, 4)
-    (count,) = struct.unpack_from(order + "H", exif, offset)
-    changed = bytearray(exif)
-    old: int | None = None
-    for i in range(count):
-        at = offset + 2 + 12 * i
-        (tag,) = struct.unpack_from(order + "H", exif, at)
-        if tag == ORIENTATION_TAG:
-            if old is None:  # the decoder applied the first entry's leading 16 bits (see runtime/decode.py)
-                (old,) = struct.unpack_from(order + "H", exif, at + 8)
-            struct.pack_into(order + "HHIHH", changed, at, ORIENTATION_TAG, 3, 1, orientation, 0)
-    return (exif, None) if old is None else (bytes(changed), int(old))
-
-
-def _jpeg_metadata(data: bytes, notes: list[str]) -> tuple[bytes | None, bytes | None]:
-    exif: bytes | None = None
-    chunks: dict[int, bytes] = {}
-    total = 0
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            break
-        marker = data[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD8)):
-            pos += 2
-            continue
-        if marker in (0xD9, 0xDA):  # metadata segments precede the first scan
-            break
-        (length,) = struct.unpack_from(">H", data, pos + 2)
-        body = data[pos + 4 : pos + 2 + length]
-        if marker == 0xE1 and body.startswith(_EXIF_HEADER) and exif is None:
-            exif = body[len(_EXIF_HEADER) :]
-        elif marker == 0xE2 and body.startswith(_ICC_HEADER) and len(body) > len(_ICC_HEADER) + 2:
-            seq, total = body[12], body[13]
-            chunks[seq] = body[14:]
-        pos += 2 + length
-    icc = None
-    if chunks:
-        if sorted(chunks) == list(range(1, total + 1)):
-            icc = b"".join(chunks[i] for i in range(1, total + 1))
-        else:
-            notes.append("the ICC profile is incomplete (missing APP2 segments) and was not copied")
-    return exif, icc
-
-
-def _png_metadata(data: bytes, notes: list[str]) -> tuple[bytes | None, bytes | None]:
-    exif = icc = None
-    view = memoryview(data)
-    pos = 8
-    while pos + 8 <= len(data):
-        length, ctype = struct.unpack_from(">I4s", data, pos)
-        body = view[pos + 8 : pos + 8 + length]
-        if ctype == b"eXIf" and exif is None:
-            exif = bytes(body)
-        elif ctype == b"iCCP" and icc is None:
-            raw = bytes(body)
-            name_end = raw.index(b"\x00")
-            inflater = zlib.decompressobj()
-            icc = inflater.decompress(raw[name_end + 2 :], MAX_ICC_BYTES + 1)
-            if len(icc) > MAX_ICC_BYTES:
-                notes.append(f"the ICC profile inflates beyond {MAX_ICC_BYTES:,} bytes and was not copied")
-                icc = b""
-        elif ctype == b"IEND":
-            break
-        pos += 12 + length
-    return exif, icc or None
-
-
-def _webp_metadata(data: bytes, notes: list[str]) -> tuple[bytes | None, bytes | None]:
-    exif = icc = None
-    pos = 12
-    while pos + 8 <= len(data):
-        ctype, length = struct.unpack_from("<4sI", data, pos)
-        body = data[pos + 8 : pos + 8 + length]
-        if ctype == b"EXIF" and exif is None:
-            exif = body
-        elif ctype == b"ICCP" and icc is None:
-            icc = body
-        pos += 8 + length + (length & 1)
-    return exif, icc
-
-
 def jpeg_with_metadata(jpeg: bytes, meta: ImageMetadata) -> bytes:
     """Insert EXIF (APP1) and ICC (APP2) segments into a JPEG made by our encoder (which writes neither).
 
-    They go right after the JFIF APP0 segment when there is one, else right after SOI.
+    They go right after the JFIF APP0 segment when there is one, else right after SOI (see
+    :func:`~sgjnd.runtime.container.jpeg_with_app_segments`).
 
     Args:
         jpeg: a JPEG file's bytes.
@@ -632,25 +529,6 @@ def jpeg_with_metadata(jpeg: bytes, meta: ImageMetadata) -> bytes:
         The JPEG with the segments; ``jpeg`` itself when there is nothing to insert.
 
     Raises:
-        UsageError: ``jpeg`` does not start with SOI.
+        UsageError: ``jpeg`` does not start with SOI, or the metadata is too large for JPEG.
     """
-    if not meta.exif and not meta.icc:
-        return jpeg
-    if not jpeg.startswith(b"\xff\xd8"):
-        raise UsageError(f"expected JPEG bytes (starting with FF D8), got {jpeg[:4]!r}")
-    at = 2
-    if jpeg[2:4] == b"\xff\xe0":
-        at = 4 + struct.unpack_from(">H", jpeg, 4)[0]
-    segments = []
-    if meta.exif:
-        segments.append(_segment(0xE1, _EXIF_HEADER + meta.exif))
-    if meta.icc:
-        parts = [meta.icc[i : i + _ICC_CHUNK] for i in range(0, len(meta.icc), _ICC_CHUNK)]
-        segments.extend(
-            _segment(0xE2, _ICC_HEADER + bytes([n, len(parts)]) + part) for n, part in enumerate(parts, start=1)
-        )
-    return jpeg[:at] + b"".join(segments) + jpeg[at:]
-
-
-def _segment(marker: int, payload: bytes) -> bytes:
-    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+    return jpeg_with_app_segments(jpeg, exif=meta.exif, icc=meta.icc)

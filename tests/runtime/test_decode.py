@@ -250,39 +250,6 @@ def test_float_images_are_refused() -> None:
         decode_image(data)
 
 
-# -- header sizes ------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("ext", "params", "fmt"),
-    [
-        (".jpg", (), "jpeg"),
-        (".jpg", (cv2.IMWRITE_JPEG_PROGRESSIVE, 1), "jpeg"),
-        (".png", (), "png"),
-        (".bmp", (), "bmp"),
-        (".gif", (), "gif"),
-        (".webp", (), "webp"),  # lossless: VP8L
-        (".webp", (cv2.IMWRITE_WEBP_QUALITY, 80), "webp"),  # lossy: VP8
-        (".tiff", (), "tiff"),
-    ],
-)
-def test_read_image_size_matches_the_decoded_size(ext: str, params: tuple[int, ...], fmt: str) -> None:
-    image = RNG.integers(0, 256, (37, 53, 3), dtype=np.uint8)
-    data = encode(image, ext, *params)
-    assert detect_format(data) == fmt
-    assert read_image_size(data) == (53, 37)
-    assert decode_image(data).bgr.shape == (37, 53, 3)
-
-
-def test_read_image_size_reads_the_webp_extended_canvas() -> None:
-    assert read_image_size(webp_with_exif(1)) == (56, 40)
-
-
-def test_read_image_size_is_none_for_unknown_data() -> None:
-    assert read_image_size(b"hello world, this is text") is None
-    assert read_image_size(b"\x89PNG\r\n\x1a\n") is None  # header cut short
-
-
 # -- refusals ----------------------------------------------------------------------------------------------------
 
 
@@ -363,116 +330,8 @@ def test_decompression_bomb_is_refused_before_decoding(
     assert DEFAULT_MAX_PIXELS == 100_000_000
 
 
-def exif_entries(byte_order: str, entries: list[tuple[int, int]]) -> bytes:
-    """An EXIF (TIFF) block whose IFD0 holds orientation entries given as (type, value): 3 SHORT, 4 LONG."""
-    head = (b"II*\x00" if byte_order == "<" else b"MM\x00*") + struct.pack(byte_order + "I", 8)
-    ifd = struct.pack(byte_order + "H", len(entries))
-    for kind, value in entries:
-        field = struct.pack(byte_order + "HH", value, 0) if kind == 3 else struct.pack(byte_order + "I", value)
-        ifd += struct.pack(byte_order + "HHI", 0x0112, kind, 1) + field
-    return head + ifd + struct.pack(byte_order + "I", 0)
-
-
-def with_stray_bytes(jpeg: bytes) -> bytes:
-    """``jpeg`` with junk before each marker after the first segment: libjpeg skips it ('extraneous bytes').
-
-    The first marker must follow SOI directly: decoders recognise JPEG by ``FF D8 FF``.
-    """
-    (length,) = struct.unpack_from(">H", jpeg, 4)
-    out, pos = bytearray(jpeg[: 4 + length]), 4 + length
-    while jpeg[pos + 1] not in (0xDA, 0xD9):  # up to the start of scan
-        (length,) = struct.unpack_from(">H", jpeg, pos + 2)
-        out += b"\x00\x13\x37junk\xff\x00" + b"\xff" * 3 + jpeg[pos : pos + 2 + length]
-        pos += 2 + length
-    return bytes(out + jpeg[pos:])
-
-
-def tiff_bomb(width: int, height: int, *, big: bool, byte_order: str = "<") -> bytes:
-    """A (Big)TIFF whose IFD0 declares ``width`` × ``height`` (LONG tags), with one tiny strip."""
-    tags = [
-        (256, 4, width),
-        (257, 4, height),
-        (258, 3, 8),
-        (259, 3, 1),
-        (262, 3, 1),
-        (273, 4, 0),
-        (277, 3, 1),
-        (278, 4, height),
-        (279, 4, 1),
-    ]
-    bo = byte_order
-    magic = b"II" if bo == "<" else b"MM"
-    if big:
-        ifd = struct.pack(bo + "Q", len(tags))
-        for tag, kind, value in tags:
-            ifd += struct.pack(bo + "HHQ" + ("H6x" if kind == 3 else "I4x"), tag, kind, 1, value)
-        return magic + struct.pack(bo + "HHHQ", 43, 8, 0, 16) + ifd + struct.pack(bo + "Q", 0) + b"\x00"
-    ifd = struct.pack(bo + "H", len(tags))
-    for tag, kind, value in tags:
-        ifd += struct.pack(bo + "HHI" + ("H2x" if kind == 3 else "I"), tag, kind, 1, value)
-    return magic + struct.pack(bo + "HI", 42, 8) + ifd + struct.pack(bo + "I", 0) + b"\x00"
-
-
-JPEG_APP0 = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-
-
 def no_decoding(*args: object) -> None:
     raise AssertionError("decoded a bomb")
-
-
-@pytest.mark.parametrize(
-    ("name", "data", "size"),
-    [
-        ("jpeg, stray bytes", with_stray_bytes(JPEG_APP0 + jpeg_bomb(12_000, 12_000)[2:]), (12_000,) * 2),
-        ("classic tiff", tiff_bomb(12_000, 12_000, big=False), (12_000, 12_000)),
-        ("big-endian tiff", tiff_bomb(100_000, 100_000, big=False, byte_order=">"), (100_000, 100_000)),
-        ("bigtiff", tiff_bomb(12_000, 12_000, big=True), (12_000, 12_000)),
-        ("pnm", b"P6\n# a comment\n12000 12000\n255\n" + b"\x00" * 64, (12_000, 12_000)),
-        ("pam", b"P7\nWIDTH 12000\nHEIGHT 12000\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n", (12_000, 12_000)),
-        ("sun raster", struct.pack(">IiiiiiII", 0x59A66A95, 12_000, 12_000, 24, 0, 1, 0, 0), (12_000, 12_000)),
-    ],
-)
-def test_crafted_bombs_are_refused_from_the_header(
-    name: str, data: bytes, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert read_image_size(data) == size, name
-    monkeypatch.setattr(decode_module.cv2, "imdecode", no_decoding)
-    with pytest.raises(PixelLimitError, match=r"above the limit of 100,000,000 pixels \(refused before decoding"):
-        decode_image(data)
-
-
-@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp"])
-def test_the_size_parser_follows_the_decoder(ext: str) -> None:
-    """Files the decoder accepts, whatever their quirks, are sized by the header parser exactly as decoded."""
-    image = RNG.integers(0, 256, (37, 53, 3), dtype=np.uint8)
-    data = encode(image, ext)
-    if ext == ".jpg":
-        data = with_stray_bytes(data)
-        np.testing.assert_array_equal(decoded_by_opencv(data), decoded_by_opencv(encode(image, ext)))
-    assert read_image_size(data) == (53, 37)
-    assert decode_image(data).bgr.shape == (37, 53, 3)
-
-
-@pytest.mark.parametrize("ext", [".ppm", ".pgm", ".pam", ".ras", ".jp2", ".avif"])
-def test_read_image_size_covers_every_other_decodable_format(ext: str) -> None:
-    image = RNG.integers(0, 256, (37, 53, 3), dtype=np.uint8)
-    if ext == ".pgm":
-        image = image[:, :, 0]
-    ok, buf = cv2.imencode(ext, image)
-    if not ok:  # pragma: no cover - this OpenCV build cannot write it
-        pytest.skip(f"OpenCV cannot write {ext}")
-    assert read_image_size(buf.tobytes()) == (53, 37)
-    assert decode_image(buf.tobytes()).bgr.shape == (37, 53, 3)
-
-
-def test_bigtiff_is_sized_like_a_classic_tiff() -> None:
-    pil = pytest.importorskip("PIL.Image")
-    buf = io.BytesIO()
-    pil.fromarray(NOISE[:, :, ::-1]).save(buf, format="TIFF", big_tiff=True)
-    data = buf.getvalue()
-    assert data[2:4] == b"+\x00"  # BigTIFF
-    assert read_image_size(data) == (56, 40)
-    np.testing.assert_array_equal(decode_image(data).bgr, NOISE)
 
 
 @pytest.mark.parametrize("ext", [".hdr", ".pfm"])
@@ -499,26 +358,6 @@ def test_opencv_decoding_limit_is_set_from_the_default_when_sgjnd_loads_opencv()
         [sys.executable, "-c", script], input=png_bomb(12_000, 12_000), env=env, capture_output=True, timeout=60
     )
     assert out.stdout.decode().strip() == "refused", out.stderr.decode()[-2000:]
-
-
-@pytest.mark.parametrize(
-    ("byte_order", "entries"),
-    [
-        ("<", [(3, 6), (3, 3)]),  # duplicates: OpenCV and Pillow apply the first
-        (">", [(3, 3), (3, 6)]),
-        ("<", [(4, 6)]),  # LONG, little-endian: applied
-        (">", [(4, 6)]),  # LONG, big-endian: OpenCV reads the leading 16 bits (0) and ignores it
-    ],
-)
-def test_unusual_orientation_entries_are_read_as_opencv_reads_them(
-    byte_order: str, entries: list[tuple[int, int]]
-) -> None:
-    jpeg = encode(NOISE, ".jpg", cv2.IMWRITE_JPEG_QUALITY, 95)
-    payload = b"Exif\x00\x00" + exif_entries(byte_order, entries)
-    data = jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
-    image = decode_image(data)
-    np.testing.assert_array_equal(image.bgr, decoded_by_opencv(data))
-    assert image.orientation == (1 if entries == [(4, 6)] and byte_order == ">" else entries[0][1])
 
 
 def test_max_pixels_is_checked_after_decoding_too() -> None:

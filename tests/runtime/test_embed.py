@@ -70,3 +70,19 @@ def test_misuse_is_a_clear_error(tiny_onnx_dir: Path) -> None:
         open_predictor(ModelSource("onnxruntime", tiny_onnx_dir), precision="fp16")
     with pytest.raises(SgjndError):
         open_predictor(tiny_onnx_dir, backend="onnxruntime", no_such_option=1).__enter__()
+
+
+def test_the_public_names_resolve_without_loading_opencv_at_package_import() -> None:
+    """`import sgjnd.runtime.X` passes through the package; it must not load OpenCV before the CLI sets its limit."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sgjnd.runtime as r\n"
+        "assert 'cv2' not in sys.modules\n"
+        "missing = [n for n in r.__all__ if getattr(r, n, None) is None]\n"
+        "assert not missing, missing\n"
+        "print(sorted(r.__all__) == sorted(dir(r)) or set(r.__all__) <= set(dir(r)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
