@@ -8,6 +8,9 @@ of every file, and an entry whose manifest or files do not match is ignored (and
 
 Layout: ``MODEL_DIR/.calibration-cache/<key>/manifest.json`` plus the entry's files. Entries are written into a
 temporary folder and renamed into place, so a crash never leaves a half-written entry that looks valid.
+
+The pipeline memoises whole steps with :func:`cached_step`: a step is a function that writes one file, and its key
+parts name everything it reads; nothing else in the pipeline knows the cache exists.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +100,14 @@ class CalibrationCache:
 
     Args:
         root: the cache folder (usually ``MODEL_DIR/.calibration-cache``).
+
+    Attributes:
+        hits: the entries reused through :func:`cached_step`, kind -> key.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.hits: dict[str, str] = {}
 
     @classmethod
     def for_model_dir(cls, model_dir: Path) -> CalibrationCache:
@@ -165,3 +172,36 @@ class CalibrationCache:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return {name: final / name for name in files}
+
+
+def cached_step(
+    cache: CalibrationCache | None,
+    name: str,
+    parts: Mapping[str, Any],
+    compute: Callable[[Path], object],
+    *,
+    work: Path,
+) -> Path:
+    """The file ``name`` that one calibration step makes, memoised by the content of everything it reads.
+
+    Args:
+        cache: where results are kept; None computes every time (``use_cache`` off).
+        name: the file the step makes (its name inside the cache entry).
+        parts: the step's key parts (:func:`key_parts`): hashes of its inputs, its settings and the tool versions.
+        compute: the step; writes its result to the path it is given.
+        work: a scratch folder for a freshly computed result.
+
+    Returns:
+        The result: the cache entry's file on a hit, else the computed file (stored in the cache first when there is
+        one). A hit is recorded in :attr:`CalibrationCache.hits`.
+    """
+    if cache is not None:
+        hit = cache.get(parts, (name,))
+        if hit is not None:
+            cache.hits[str(parts["kind"])] = cache_key(parts)
+            return hit[name]
+    out = Path(work) / f"{parts['kind']}.{name}"
+    compute(out)
+    if not out.is_file():
+        raise CalibrationError(f"calibration step {parts['kind']!r} wrote no {out.name}")
+    return out if cache is None else cache.put(parts, {name: out})[name]

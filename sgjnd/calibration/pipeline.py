@@ -1,12 +1,20 @@
 """`sgjnd calibrate` as a library call: FP32 graphs of a model directory -> INT8 (QDQ) or FP16 graphs, with a report.
 
-:func:`calibrate_model` reads the FP32 graphs and their sidecars, makes the calibration set with the runtime's own
-preprocessing (:mod:`sgjnd.calibration.reader`), computes or reuses cached activation ranges
-(:mod:`sgjnd.calibration.cache`), writes one QDQ graph pair per target flavour (:mod:`sgjnd.calibration.quantize`)
-or an FP16 pair (:mod:`sgjnd.calibration.fp16`), each with a sidecar, and finally compares every new pair with FP32 on
-held-out images (:mod:`sgjnd.calibration.report`). ``bf16`` writes no graph: it runs the FP32 graphs on OpenVINO at
-bf16 inference precision and records the same report (``calibration.bf16.json``), the accuracy gate that lets
-``--backend auto`` pick it.
+:func:`calibrate_model` is a sequence of steps, each a function of explicit inputs:
+
+1. collect the calibration patches with the runtime's own preprocessing (:mod:`sgjnd.calibration.reader`);
+2. the encoder's activation ranges from them (:func:`sgjnd.calibration.quantize.calibrate_ranges`);
+3. one QDQ encoder per target flavour (:mod:`sgjnd.calibration.quantize`);
+4. the head's calibration data (FP32 encoder features of the (reference, distorted) pairs) and ranges;
+5. one head per flavour: quantised, or kept in FP32 (the default, see below);
+6. rename the graphs into place with their sidecars, then check every new pair against FP32 on held-out images
+   (:mod:`sgjnd.calibration.report`) and write the report.
+
+The expensive steps (ranges, features) are memoised whole by :func:`sgjnd.calibration.cache.cached_step`, keyed by
+the content of their inputs and settings. FP16 replaces steps 1 to 5 by one conversion per graph
+(:mod:`sgjnd.calibration.fp16`). ``bf16`` writes no graph: it runs the FP32 graphs on OpenVINO at bf16 inference
+precision and records the same report (``calibration.bf16.json``), the accuracy gate that lets ``--backend auto``
+pick it.
 
 All work happens in a temporary folder inside the model directory; graphs and sidecars are renamed into place only
 when everything has been produced and checked, so a failure leaves the directory as it was.
@@ -20,37 +28,37 @@ it too, calibrated on FP32 encoder features of (reference, distorted) pairs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
 import sgjnd
-from sgjnd.calibration.cache import CalibrationCache, cache_key, key_parts, tool_versions
+from sgjnd.calibration.cache import CalibrationCache, cache_key, cached_step, key_parts, tool_versions
 from sgjnd.calibration.fp16 import Engine, fp16_from_onnx
 from sgjnd.calibration.quantize import (
     FLAVOUR_PRECISION,
     Flavour,
     QuantizeConfig,
     calibrate_ranges,
-    encoder_features,
     int8_from_onnx,
     integer_kernels,
     preprocess_for_quantization,
 )
 from sgjnd.calibration.reader import (
     CalibrationSet,
-    EncoderDataReader,
-    HeadDataReader,
     ReaderConfig,
+    encoder_chunks,
+    head_chunks,
+    head_features,
     list_images,
     read_calibration_set,
     split_holdout,
@@ -243,56 +251,38 @@ def calibrate_model(
     """
     start = time.perf_counter()
     config = config or CalibrateConfig()
-    model_dir = require_model_dir(Path(model_dir), rebuild_hint="sgjnd export CHECKPOINT -o DIR")
-    sources = {g: _fp32_sidecar(model_dir, g) for g in _GRAPHS}
-    spec = sources["encoder"].model
-    if sources["head"].model != spec:
-        raise CalibrationError(f"encoder and head in {model_dir} describe different models; export them again")
+    fp32 = Fp32Graphs.read(model_dir)
     if config.save_patches is not None:  # before any work: a refused output costs nothing and is left intact
         check_output_file(config.save_patches, what="calibration patch file (.npz)", ours=CalibrationSet.is_ours)
-    calib_files, report_files, notes = _resolve_images(images, holdout, config)
-    outcome = CalibrationOutcome(model_dir, config.precisions, [], None, [str(p) for p in report_files], notes=notes)
+    chosen = _resolve_images(images, holdout, config)
+    outcome = CalibrationOutcome(fp32.model_dir, config.precisions, [], None, [str(p) for p in chosen.report],
+                                 notes=chosen.notes)
+    cache = CalibrationCache.for_model_dir(fp32.model_dir) if config.use_cache else None
 
-    work = Path(tempfile.mkdtemp(prefix=".calibrate-", dir=model_dir))
-    try:
+    # Everything is made in a folder inside the model directory and renamed into place once all of it is made.
+    with tempfile.TemporaryDirectory(prefix=".calibrate-", dir=fp32.model_dir, ignore_cleanup_errors=True) as tmp:
+        work = Path(tmp)
         if config.precision == "int8":
-            if images is None:
-                raise CalibrationError(
-                    "INT8 calibration needs images: pass --images DIR (real photos like the ones the model will "
-                    "see) or a .npz of patches saved with --save-patches"
-                )
-            source: Path | list[Path] = Path(images) if Path(images).suffix.lower() == ".npz" else calib_files
-            data = read_calibration_set(source, spec, config.reader,
-                                        root=Path(images) if Path(images).is_dir() else None,
+            data = read_calibration_set(chosen.calibration, fp32.spec, config.reader, root=chosen.root,
                                         progress=config.progress)
             if config.save_patches is not None:
                 data.save(config.save_patches)
             outcome.data = data.summary()
-            staged = _int8(model_dir, work, sources, data, config, outcome)
+            staged = _int8(fp32, data, config, cache, work, outcome.notes)
         elif config.precision == "fp16":
-            staged = _fp16(model_dir, work, sources, config)
+            staged = _fp16(fp32, config, work)
         else:  # bf16 is an inference precision of the fp32 graphs: nothing to write, only the report below
             staged = []
-        outcome.graphs = _commit(model_dir, staged)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        outcome.graphs = _commit(fp32, staged)
+    outcome.cache_hits = dict(cache.hits) if cache is not None else {}
 
-    if config.report and report_files:
+    if config.report and chosen.report:
         reports = accuracy_report(
-            model_dir, list(config.precisions), report_files,
+            fp32.model_dir, list(config.precisions), chosen.report,
             max_patches=config.report_patches, strategy=config.report_search, threads=config.threads,
             backend="openvino" if config.precision == "bf16" else "onnxruntime",
         )
-        for precision in config.precisions:
-            report = reports[precision]
-            facts = _report_facts(outcome, precision)
-            if precision == "bf16":  # the report vouches for the fp32 graphs it ran
-                facts["graph_sha256"] = {g: sidecar.artifact.sha256 for g, sidecar in sources.items()}
-            report = dataclasses.replace(report, calibration=facts)
-            outcome.report[precision] = report
-            path = model_dir / f"calibration.{precision}.json"
-            write_atomic(path, (json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n").encode())
-            outcome.report_paths[precision] = path
+        _write_reports(outcome, reports, fp32)
     elif config.report:
         outcome.notes.append("no held-out images: the accuracy report was skipped (pass --holdout DIR)")
     outcome.seconds = time.perf_counter() - start
@@ -302,12 +292,80 @@ def calibrate_model(
 # -- inputs ------------------------------------------------------------------------------------------------------
 
 
-def _fp32_sidecar(model_dir: Path, graph: GraphName) -> Sidecar:
-    path = artifact_path(model_dir, graph)
-    return read_sidecar(path, rebuild_hint=f"sgjnd export CHECKPOINT -o {model_dir}")
+@dataclass(frozen=True)
+class Fp32Graphs:
+    """The FP32 graphs a calibration starts from: the model directory and the graphs' sidecars."""
+
+    model_dir: Path
+    sidecars: dict[GraphName, Sidecar]
+
+    @classmethod
+    def read(cls, model_dir: Path) -> Fp32Graphs:
+        """The FP32 graphs of ``model_dir``, checked to describe one model.
+
+        Raises:
+            SpecError: the directory, a graph or a sidecar is missing or does not match.
+            CalibrationError: the encoder and the head describe different models.
+        """
+        model_dir = require_model_dir(Path(model_dir), rebuild_hint="sgjnd export CHECKPOINT -o DIR")
+        paths = {g: artifact_path(model_dir, g) for g in _GRAPHS}
+        hint = f"sgjnd export CHECKPOINT -o {model_dir}"
+        sidecars = {g: read_sidecar(path, rebuild_hint=hint) for g, path in paths.items()}
+        if sidecars["head"].model != sidecars["encoder"].model:
+            raise CalibrationError(f"encoder and head in {model_dir} describe different models; export them again")
+        return cls(model_dir, sidecars)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model (preprocessing, graphs) both graphs implement."""
+        return self.sidecars["encoder"].model
+
+    def path(self, graph: GraphName) -> Path:
+        """The FP32 graph file."""
+        return artifact_path(self.model_dir, graph)
+
+    def sha256(self, graph: GraphName) -> str:
+        """The graph's hash, as its sidecar records it (the cache keys' ``graph_sha256``)."""
+        return self.sidecars[graph].artifact.sha256
+
+
+class _Images(NamedTuple):
+    """The images of one calibration.
+
+    Attributes:
+        calibration: the photos to calibrate on, or the ``.npz`` of patches saved earlier.
+        root: the folder the calibration photos are reported relative to (None: a list of files or an ``.npz``).
+        report: the held-out photos of the accuracy report.
+        notes: how they were chosen, in words.
+    """
+
+    calibration: Path | list[Path]
+    root: Path | None
+    report: list[Path]
+    notes: list[str]
 
 
 def _resolve_images(
+    images: Path | None, holdout: Path | int | Sequence[Path] | None, config: CalibrateConfig
+) -> _Images:
+    """The calibration and report images, from the ``images`` and ``holdout`` arguments.
+
+    Raises:
+        CalibrationError: INT8 without images, or images that cannot be used.
+        UsageError: a ``holdout`` that does not fit ``images``.
+    """
+    if config.precision == "int8" and images is None:
+        raise CalibrationError(
+            "INT8 calibration needs images: pass --images DIR (real photos like the ones the model will "
+            "see) or a .npz of patches saved with --save-patches"
+        )
+    calib, report, notes = _split_images(images, holdout, config)
+    if images is not None and Path(images).suffix.lower() == ".npz":
+        return _Images(Path(images), None, report, notes)
+    return _Images(calib, Path(images) if images is not None and Path(images).is_dir() else None, report, notes)
+
+
+def _split_images(
     images: Path | None, holdout: Path | int | Sequence[Path] | None, config: CalibrateConfig
 ) -> tuple[list[Path], list[Path], list[str]]:
     """(calibration files, report files, notes) from the ``images`` and ``holdout`` arguments."""
@@ -373,199 +431,195 @@ def _bundled_photos() -> list[Path]:
 # -- INT8 --------------------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Staged:
-    """A graph written in the work folder, waiting to be renamed into the model directory."""
+    """A graph written in the work folder, waiting to be renamed into the model directory with its sidecar."""
 
     precision: str
     graph: GraphName
     tmp: Path
-    sidecar: Sidecar
+    details: dict[str, Any]
 
 
 def _int8(
-    model_dir: Path, work: Path, sources: dict[GraphName, Sidecar], data: CalibrationSet, config: CalibrateConfig,
-    outcome: CalibrationOutcome,
+    fp32: Fp32Graphs, data: CalibrationSet, config: CalibrateConfig, cache: CalibrationCache | None, work: Path,
+    notes: list[str],
 ) -> list[_Staged]:
-    spec = sources["encoder"].model
-    cache = CalibrationCache.for_model_dir(model_dir)
-    q = config.quantize
-    versions = tool_versions()
-    staged: list[_Staged] = []
+    """The INT8 pairs, staged in ``work``: encoder ranges -> encoders -> head calibration data and ranges -> heads.
+
+    The ranges and the features are whole steps memoised by content (:func:`cached_step`); ``notes`` gets what the
+    report should say.
+    """
+    spec, q, data_sha256 = fp32.spec, config.quantize, data.sha256()
+    key = functools.partial(key_parts, spec=spec, versions=tool_versions())
     prepared = {g: work / f"{g}.prep.onnx" for g in _GRAPHS}
-    prep_notes = {g: preprocess_for_quantization(artifact_path(model_dir, g), prepared[g]) for g in _GRAPHS}
+    prep_notes = {g: preprocess_for_quantization(fp32.path(g), prepared[g]) for g in _GRAPHS}
     settings = {**q.range_settings(), "preprocess": prep_notes["encoder"][0], "reader": config.reader.to_dict()}
 
-    # Encoder ranges, from the patches in small chunks.
-    parts = key_parts(kind="encoder-ranges", graph_sha256=sources["encoder"].artifact.sha256, spec=spec,
-                      data_sha256=data.sha256(), settings=settings, versions=versions)
-    enc_ranges = _cached_ranges(cache, parts, config, outcome, lambda out: calibrate_ranges(
-        prepared["encoder"],
-        lambda: (EncoderDataReader(data, spec, batch_size=q.chunk, start=s, stop=s + q.chunk)
-                 for s in range(0, len(data), q.chunk)),
-        out, q, total=-(-len(data) // q.chunk), label="calibrating encoder", progress=config.progress,
-    ), work / "encoder.ranges.json")
-
-    head_ranges: Path | None = None
-    if config.head == "int8":
-        features = _cached_features(model_dir, cache, sources, spec, data, config, outcome, work, versions)
-        pairs = int(data.distorted_index.size)
-        head_parts = key_parts(kind="head-ranges", graph_sha256=sources["head"].artifact.sha256, spec=spec,
-                               data_sha256=sha256_bytes(features.tobytes()), settings=settings, versions=versions)
-        head_ranges = _cached_ranges(cache, head_parts, config, outcome, lambda out: calibrate_ranges(
-            prepared["head"],
-            lambda: (HeadDataReader(features, data, batch_size=64, start=s, stop=s + 64) for s in range(0, pairs, 64)),
-            out, dataclasses.replace(q, exclude_nodes=()), total=-(-pairs // 64), label="calibrating head",
-            progress=config.progress,
-        ), work / "head.ranges.json")
-
-    calibration = {
-        "engine": f"onnxruntime.quantization {versions.get('onnxruntime')} quantize_static (QDQ)",
+    # The encoder: ranges from the calibration patches, then one QDQ graph per flavour.
+    enc_key = key(kind="encoder-ranges", graph_sha256=fp32.sha256("encoder"), data_sha256=data_sha256,
+                  settings=settings)
+    enc_ranges = cached_step(cache, "ranges.json", enc_key, lambda out: calibrate_ranges(
+        prepared["encoder"], encoder_chunks(data, spec, q.chunk), out, q, label="calibrating encoder",
+        progress=config.progress), work=work)
+    facts = {
+        "engine": f"onnxruntime.quantization {enc_key['versions'].get('onnxruntime')} quantize_static (QDQ)",
         "method": q.method,
         "range_settings": q.range_settings(),
-        "data_sha256": data.sha256(),
+        "data_sha256": data_sha256,
         "data": {k: v for k, v in data.summary().items() if k not in ("skipped", "sha256")},
         "excluded_op_types": list(q.exclude_op_types),
-        "cache_key_encoder": cache_key(parts),
+        "cache_key_encoder": cache_key(enc_key),
     }
-    for flavour in config.flavours:
-        precision = FLAVOUR_PRECISION[flavour]
-        enc_tmp = work / artifact_name("encoder", precision)
-        result = int8_from_onnx(prepared["encoder"], enc_tmp, enc_ranges, flavour, q)
-        details: dict[str, Any] = {
-            "calibration": {**calibration, "flavour": flavour, "exclude_nodes": list(q.exclude_nodes),
-                            "excluded_nodes": list(result.excluded_nodes),
-                            "excluded_op_types": list(result.excluded_op_types),
-                            "float_attention_matmuls": list(result.float_attention),
-                            "reduce_range": result.reduce_range,
-                            "notes": [*prep_notes["encoder"], *result.notes]},
-            "qdq": result.summary.to_dict(),
-        }
-        if flavour == "ort-cpu":
-            kernels = integer_kernels(enc_tmp, threads=config.threads)
-            unfused = sum(kernels["float_compute_ops"].values()) - result.float_compute
-            if unfused > 0:
-                kernels["unfused_float_compute"] = unfused
-                outcome.notes.append(
-                    f"{unfused} compute node(s) of encoder.int8-ort.onnx that were quantised still run in float on "
-                    "ONNX Runtime's CPU provider (its DequantizeLinear → op → QuantizeLinear fusion did not apply), "
-                    "so INT8 will gain little or lose speed; export with onnxslim installed (pip install "
-                    "'sgjnd[onnx]'): without it, a torch 2.11 export left 48 of ResNet-50's 57 convolutions unfused"
-                )
-            details["ort_cpu_kernels"] = kernels
-        if config.sensitivity:
-            patches = data.normalized(spec, 0, min(SENSITIVITY_PATCHES, len(data)))
-            details["sensitivity"] = noise_summary(tensor_noise(prepared["encoder"], enc_tmp, [patches]))
-        staged.append(_stage(precision, "encoder", enc_tmp, sources["encoder"], details))
+    probe = data.normalized(spec, 0, min(SENSITIVITY_PATCHES, len(data))) if config.sensitivity else None
+    encoders = [_quantize_encoder(prepared["encoder"], enc_ranges, flavour, q, facts, prep_notes["encoder"], work,
+                                  threads=config.threads, notes=notes, sensitivity=probe)
+                for flavour in config.flavours]
 
-        head_tmp = work / artifact_name("head", precision)
-        if head_ranges is None:
-            head_tmp.write_bytes(artifact_path(model_dir, "head").read_bytes())
-            head_details: dict[str, Any] = {
-                "kept_fp32": True,
-                "calibration": {"flavour": flavour, "note": (
-                    "head kept in FP32: its two MLPs are well under 1% of the encoder's work, and q decides the JND "
-                    "directly; calibrate with head=int8 to quantise it"
-                )},
-            }
-        else:
-            head_cfg = dataclasses.replace(q, exclude_nodes=())
-            head_result = int8_from_onnx(prepared["head"], head_tmp, head_ranges, flavour, head_cfg)
-            head_details = {
-                "kept_fp32": False,
-                "calibration": {**calibration, "flavour": flavour, "cache_key_head": cache_key(head_parts),
-                                "data": "FP32 encoder features of the (reference, distorted) calibration pairs"},
-                "qdq": head_result.summary.to_dict(),
-            }
-        staged.append(_stage(precision, "head", head_tmp, sources["head"], head_details))
-    return staged
+    # The head: kept in FP32 (the default), or ranges from the FP32 encoder's features of the (reference, distorted)
+    # pairs, then one QDQ graph per flavour.
+    if config.head == "fp32":
+        heads = [_head_kept_fp32(fp32.path("head"), flavour, work) for flavour in config.flavours]
+    else:
+        features_key = key(kind="features", graph_sha256=fp32.sha256("encoder"), data_sha256=data_sha256,
+                           settings={"graph": "fp32 encoder"})
+        features = np.load(cached_step(cache, "features.npy", features_key, lambda out: np.save(
+            out, _fp32_features(fp32, data, config.threads)), work=work), allow_pickle=False)
+        head_q = dataclasses.replace(q, exclude_nodes=())
+        head_key = key(kind="head-ranges", graph_sha256=fp32.sha256("head"),
+                       data_sha256=sha256_bytes(features.tobytes()), settings=settings)
+        head_ranges = cached_step(cache, "ranges.json", head_key, lambda out: calibrate_ranges(
+            prepared["head"], head_chunks(features, data), out, head_q, label="calibrating head",
+            progress=config.progress), work=work)
+        head_facts = {**facts, "cache_key_head": cache_key(head_key),
+                      "data": "FP32 encoder features of the (reference, distorted) calibration pairs"}
+        heads = [_quantize_head(prepared["head"], head_ranges, flavour, head_q, head_facts, work)
+                 for flavour in config.flavours]
+    return [graph for pair in zip(encoders, heads, strict=True) for graph in pair]
 
 
-def _cached_ranges(
-    cache: CalibrationCache, parts: dict[str, Any], config: CalibrateConfig, outcome: CalibrationOutcome,
-    compute: Any, out: Path,
-) -> Path:
-    """The ranges file for ``parts``: from the cache when it holds a valid entry, else computed and stored."""
-    name = "ranges.json"
-    if config.use_cache:
-        hit = cache.get(parts, (name,))
-        if hit is not None:
-            outcome.cache_hits[str(parts["kind"])] = cache_key(parts)
-            return hit[name]
-    compute(out)
-    if config.use_cache:
-        return cache.put(parts, {name: out})[name]
-    return out
+def _quantize_encoder(
+    prepared: Path, ranges: Path, flavour: Flavour, q: QuantizeConfig, facts: dict[str, Any],
+    prep_notes: Sequence[str], work: Path, *, threads: int | None, notes: list[str], sensitivity: np.ndarray | None,
+) -> _Staged:
+    """The QDQ encoder of ``flavour`` in ``work``, with its sidecar details: for ``ort-cpu`` the CPU kernels ONNX
+    Runtime runs it with, and with ``sensitivity`` patches the quantisation noise of its tensors on them."""
+    precision = FLAVOUR_PRECISION[flavour]
+    tmp = work / artifact_name("encoder", precision)
+    result = int8_from_onnx(prepared, tmp, ranges, flavour, q)
+    details: dict[str, Any] = {
+        "calibration": {**facts, "flavour": flavour, "exclude_nodes": list(q.exclude_nodes),
+                        "excluded_nodes": list(result.excluded_nodes),
+                        "excluded_op_types": list(result.excluded_op_types),
+                        "float_attention_matmuls": list(result.float_attention),
+                        "reduce_range": result.reduce_range,
+                        "notes": [*prep_notes, *result.notes]},
+        "qdq": result.summary.to_dict(),
+    }
+    if flavour == "ort-cpu":
+        details["ort_cpu_kernels"] = _cpu_kernels(tmp, result.float_compute, threads, notes)
+    if sensitivity is not None:
+        details["sensitivity"] = noise_summary(tensor_noise(prepared, tmp, [sensitivity]))
+    return _Staged(precision, "encoder", tmp, details)
 
 
-def _cached_features(
-    model_dir: Path, cache: CalibrationCache, sources: dict[GraphName, Sidecar], spec: ModelSpec, data: CalibrationSet,
-    config: CalibrateConfig, outcome: CalibrationOutcome, work: Path, versions: dict[str, str],
-) -> np.ndarray:
-    """FP32 encoder features of every calibration patch (the head's calibration data), cached."""
-    parts = key_parts(kind="features", graph_sha256=sources["encoder"].artifact.sha256, spec=spec,
-                      data_sha256=data.sha256(), settings={"graph": "fp32 encoder"}, versions=versions)
-    name = "features.npy"
-    if config.use_cache:
-        hit = cache.get(parts, (name,))
-        if hit is not None:
-            outcome.cache_hits["features"] = cache_key(parts)
-            return np.load(hit[name], allow_pickle=False)
-    features = encoder_features(artifact_path(model_dir, "encoder"), data.batches(spec, 16), threads=config.threads)
-    out = work / name
-    np.save(out, features)
-    if config.use_cache:
-        cache.put(parts, {name: out})
-    return features
+def _quantize_head(
+    prepared: Path, ranges: Path, flavour: Flavour, q: QuantizeConfig, facts: dict[str, Any], work: Path
+) -> _Staged:
+    """The QDQ head of ``flavour`` in ``work``, with its sidecar details."""
+    precision = FLAVOUR_PRECISION[flavour]
+    tmp = work / artifact_name("head", precision)
+    result = int8_from_onnx(prepared, tmp, ranges, flavour, q)
+    details = {"kept_fp32": False, "calibration": {**facts, "flavour": flavour}, "qdq": result.summary.to_dict()}
+    return _Staged(precision, "head", tmp, details)
+
+
+def _head_kept_fp32(head: Path, flavour: Flavour, work: Path) -> _Staged:
+    """The FP32 ``head`` copied into ``work`` as the head of ``flavour``'s pair."""
+    precision = FLAVOUR_PRECISION[flavour]
+    tmp = work / artifact_name("head", precision)
+    tmp.write_bytes(head.read_bytes())
+    return _Staged(precision, "head", tmp, {"kept_fp32": True, "calibration": {"flavour": flavour, "note": (
+        "head kept in FP32: its two MLPs are well under 1% of the encoder's work, and q decides the JND directly; "
+        "calibrate with head=int8 to quantise it"
+    )}})
+
+
+def _cpu_kernels(graph: Path, float_compute: int, threads: int | None, notes: list[str]) -> dict[str, Any]:
+    """The kernels ONNX Runtime's CPU provider runs an ``ort-cpu`` encoder with; a note when compute nodes that were
+    quantised (all but ``float_compute``) still run in float."""
+    kernels = integer_kernels(graph, threads=threads)
+    unfused = sum(kernels["float_compute_ops"].values()) - float_compute
+    if unfused > 0:
+        kernels["unfused_float_compute"] = unfused
+        notes.append(
+            f"{unfused} compute node(s) of encoder.int8-ort.onnx that were quantised still run in float on "
+            "ONNX Runtime's CPU provider (its DequantizeLinear → op → QuantizeLinear fusion did not apply), "
+            "so INT8 will gain little or lose speed; export with onnxslim installed (pip install "
+            "'sgjnd[onnx]'): without it, a torch 2.11 export left 48 of ResNet-50's 57 convolutions unfused"
+        )
+    return kernels
+
+
+def _fp32_features(fp32: Fp32Graphs, data: CalibrationSet, threads: int | None) -> np.ndarray:
+    """The head's calibration data: the FP32 encoder's features of every calibration patch, on ONNX Runtime's CPU
+    provider (the reference every report compares against)."""
+    from sgjnd.runtime.backends.registry import open_model
+
+    with open_model("onnxruntime", fp32.model_dir, providers=("cpu",), threads=threads) as models:
+        return head_features(models, data)
 
 
 # -- FP16 --------------------------------------------------------------------------------------------------------
 
 
-def _fp16(model_dir: Path, work: Path, sources: dict[GraphName, Sidecar], config: CalibrateConfig) -> list[_Staged]:
+def _fp16(fp32: Fp32Graphs, config: CalibrateConfig, work: Path) -> list[_Staged]:
     staged = []
     for graph in _GRAPHS:
         prepared = work / f"{graph}.prep.onnx"
-        notes = preprocess_for_quantization(artifact_path(model_dir, graph), prepared)
+        notes = preprocess_for_quantization(fp32.path(graph), prepared)
         tmp = work / artifact_name(graph, "fp16")
         result = fp16_from_onnx(prepared, tmp, engine=config.fp16_engine)
-        details = {"fp16": {**result.to_dict(), "keep_io_types": True, "notes": notes}}
-        staged.append(_stage("fp16", graph, tmp, sources[graph], details))
+        staged.append(_Staged("fp16", graph, tmp, {"fp16": {**result.to_dict(), "keep_io_types": True,
+                                                             "notes": notes}}))
     return staged
 
 
 # -- writing -----------------------------------------------------------------------------------------------------
 
 
-def _stage(precision: str, graph: GraphName, tmp: Path, source: Sidecar, details: dict[str, Any]) -> _Staged:
+def _commit(fp32: Fp32Graphs, staged: list[_Staged]) -> list[WrittenGraph]:
+    """The sidecars of every staged graph, then each graph renamed into place and its sidecar written (each step
+    atomic)."""
+    sidecars = [_sidecar(item, fp32.sidecars[item.graph]) for item in staged]
+    written = []
+    for item, sidecar in zip(staged, sidecars, strict=True):
+        final = artifact_path(fp32.model_dir, item.graph, item.precision)
+        os.replace(item.tmp, final)
+        write_sidecar(final, sidecar)
+        written.append(WrittenGraph(item.precision, item.graph, final, sidecar.artifact.sha256,
+                                    sidecar.artifact.details))
+        log.info("wrote %s and %s", final, sidecar_path(final).name)
+    return written
+
+
+def _sidecar(item: _Staged, source: Sidecar) -> Sidecar:
+    """The sidecar of a staged graph: its own file, precision and details, the rest from its FP32 ``source``."""
     fp32 = source.artifact
     kept: dict[str, Any] = {k: fp32.details[k] for k in ("max_batch", "opset", "exporter") if k in fp32.details}
     info = ArtifactInfo(
         kind="onnx",
-        file=artifact_name(graph, precision),
-        sha256=sha256_file(tmp),
-        graph=graph,
-        precision=precision,
+        file=artifact_name(item.graph, item.precision),
+        sha256=sha256_file(item.tmp),
+        graph=item.graph,
+        precision=item.precision,
         checkpoint_sha256=fp32.checkpoint_sha256,
         weights=fp32.weights,
         producer={**fp32.producer, **{k: v for k, v in tool_versions().items() if v != "absent"},
                   "sgjnd": sgjnd.__version__},
-        details={**kept, "source": {"file": fp32.file, "sha256": fp32.sha256}, **details},
+        details={**kept, "source": {"file": fp32.file, "sha256": fp32.sha256}, **item.details},
     )
-    return _Staged(precision, graph, tmp, Sidecar(model=source.model, artifact=info))
-
-
-def _commit(model_dir: Path, staged: list[_Staged]) -> list[WrittenGraph]:
-    """Rename every staged graph into place, then write its sidecar (each step atomic)."""
-    written = []
-    for item in staged:
-        final = artifact_path(model_dir, item.graph, item.precision)
-        os.replace(item.tmp, final)
-        write_sidecar(final, item.sidecar)
-        written.append(WrittenGraph(item.precision, item.graph, final, item.sidecar.artifact.sha256,
-                                    item.sidecar.artifact.details))
-        log.info("wrote %s and %s", final, sidecar_path(final).name)
-    return written
+    return Sidecar(model=source.model, artifact=info)
 
 
 def _report_facts(outcome: CalibrationOutcome, precision: str) -> dict[str, Any]:
@@ -580,3 +634,16 @@ def _report_facts(outcome: CalibrationOutcome, precision: str) -> dict[str, Any]
         "cache_hits": outcome.cache_hits,
         "notes": outcome.notes,
     }
+
+
+def _write_reports(outcome: CalibrationOutcome, reports: dict[str, CalibrationReport], fp32: Fp32Graphs) -> None:
+    """Add the calibration facts to each precision's report and write it beside the graphs."""
+    for precision in outcome.precisions:
+        facts = _report_facts(outcome, precision)
+        if precision == "bf16":  # the report vouches for the fp32 graphs it ran
+            facts["graph_sha256"] = {g: fp32.sha256(g) for g in _GRAPHS}
+        report = dataclasses.replace(reports[precision], calibration=facts)
+        path = outcome.model_dir / f"calibration.{precision}.json"
+        write_atomic(path, (json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+        outcome.report[precision] = report
+        outcome.report_paths[precision] = path

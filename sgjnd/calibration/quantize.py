@@ -29,7 +29,7 @@ import importlib.util
 import io
 import logging
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -298,11 +298,10 @@ def _ort_method(method: Method) -> Any:
 
 def calibrate_ranges(
     model: Path,
-    readers: Callable[[], Iterable[DataReader]],
+    readers: Iterable[DataReader],
     out: Path,
     config: QuantizeConfig,
     *,
-    total: int | None = None,
     label: str = "calibrating",
     progress: bool = True,
 ) -> Path:
@@ -310,11 +309,11 @@ def calibrate_ranges(
 
     Args:
         model: the (pre-processed) FP32 graph.
-        readers: makes the data, as a sequence of small readers; each is passed to the calibrator on its own so
-            only one chunk's intermediate tensors are in memory at a time.
+        readers: the data, as small readers (:func:`sgjnd.calibration.reader.encoder_chunks`, ``head_chunks``);
+            each is passed to the calibrator on its own, so only one chunk's intermediate tensors are in memory at a
+            time. Read once; a sized collection shows its length in the progress line.
         out: where to write the ranges.
         config: method, op types, histogram settings.
-        total: number of readers (for the progress line).
         label: progress label.
         progress: show a progress line.
 
@@ -344,10 +343,11 @@ def calibrate_ranges(
             raise CalibrationError(
                 f"ONNX Runtime could not prepare {Path(model).name} for calibration: {type(exc).__name__}: {exc}"
             ) from exc
-        bar = Progress(total or 0, label, enabled=progress and bool(total))
+        total = len(readers) if isinstance(readers, Sized) else 0
+        bar = Progress(total, label, enabled=progress and bool(total))
         chunks = 0
         try:
-            for reader in readers():
+            for reader in readers:
                 with _quiet():
                     calibrator.collect_data(reader)
                 chunks += 1
@@ -650,21 +650,6 @@ def integer_kernels(path: Path, *, threads: int | None = None) -> dict[str, Any]
         "float_compute_ops": floating,
         "integer_share": round(n_int / (n_int + n_float), 4) if n_int + n_float else 0.0,
     }
-
-
-def encoder_features(model: Path, batches: Iterable[np.ndarray], *, threads: int | None = None) -> np.ndarray:
-    """Run an encoder graph over ``batches`` on ONNX Runtime's CPU provider and stack the features."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    out = [np.asarray(session.run(None, {name: b})[0], dtype=np.float32) for b in batches]
-    if not out:
-        raise CalibrationError("no calibration batch to compute features from")
-    return np.concatenate(out)
 
 
 def split_names(values: Sequence[str] | None) -> tuple[str, ...]:

@@ -1,14 +1,14 @@
 """Calibration data: reference and JPEG-distorted patches made exactly as the runtime makes them at inference.
 
 The reader walks an image folder (recursively; jpg, jpeg, png, bmp, webp, tif, tiff in any case), decodes each image
-with the runtime's :func:`~sgjnd.runtime.decode.decode_image`, cuts the runtime's patch grid
-(:func:`~sgjnd.runtime.patches.patch_grid`, capped per image) and makes distorted patches with the runtime's
-exact-crop JPEG codec (:meth:`~sgjnd.runtime.jpeg.JpegCodec.distorted_patches`) at quality factors spread evenly
-over 1..100, the range the QF search visits. Encoder inputs are normalised by
-:func:`~sgjnd.runtime.patches.normalize_patches` with the spec read from the graph's sidecar, so calibration sees
-the inference distribution and nothing else.
+with the runtime's :func:`~sgjnd.runtime.decode.decode_image` and makes its patches with the predictor's own
+:class:`~sgjnd.runtime.pairs.PairMaker`: the same padding of small images, patch grid (capped per image), exact-crop
+JPEG codec and normalisation (with the spec read from the graph's sidecar), so calibration sees the inference
+distribution and nothing else.
 
-Which patches are taken:
+Which patches are taken differs from the predictor on purpose: the predictor scores every cell of an image at every
+QF its search visits, while calibration has a fixed budget of ``num_patches`` to spread over many images and the whole
+QF range:
 
 - ``reference_share`` of the ``num_patches`` are reference (pristine) patches, spread evenly over the images (an
   accumulator hands out the quota, so a skipped image passes its share on); the cells within an image are drawn with
@@ -17,7 +17,7 @@ Which patches are taken:
   range (one QF per equal-width stratum, shuffled by the seed): every part of the range is covered, whatever
   ``num_patches`` is.
 - Each distorted patch records the index of its reference patch, so the head can be calibrated on real
-  (reference, distorted) feature pairs.
+  (reference, distorted) feature pairs (:func:`head_features`, :class:`HeadDataReader`).
 
 Everything is a pure function of (the image files, the settings, the seed). A file that cannot be decoded is logged,
 listed in :attr:`CalibrationSet.skipped` (and so in the report) and skipped, never silently; a folder with no
@@ -44,9 +44,11 @@ import numpy as np
 from sgjnd.errors import CalibrationError, ImageError, UsageError
 from sgjnd.fileio import sha256_bytes, write_atomic
 from sgjnd.progress import Progress
+from sgjnd.runtime.backends.base import ModelBackends
+from sgjnd.runtime.batching import batch_size_for, encode
 from sgjnd.runtime.decode import DEFAULT_MAX_PIXELS, decode_image
-from sgjnd.runtime.jpeg import JpegCodec
-from sgjnd.runtime.patches import PatchGrid, extract_patches, normalize_patches, pad_to_patch, patch_grid
+from sgjnd.runtime.pairs import GriddedImage, PairMaker
+from sgjnd.runtime.patches import PatchGrid
 from sgjnd.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,13 @@ NPZ_FORMAT = 1
 
 REFERENCE_QF = 0
 """The QF recorded for a reference (pristine) patch."""
+
+HEAD_CHUNK = 64
+"""Feature pairs per head calibrator pass, and per batch of a :class:`HeadDataReader` (ONNX Runtime's calibrators
+take whatever batch a reader yields). The encoder's passes are ``QuantizeConfig.chunk`` patches, few because every
+intermediate tensor of a pass is held; the head's tensors are those of two small MLPs, so a larger chunk costs
+nothing. It is fixed here rather than taken from a runner: the chunking decides how the histogram methods merge
+their passes, so it must not vary with the machine."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +181,7 @@ class CalibrationSet:
             CalibrationError: the set's patch size is not the spec's.
         """
         self.check_spec(spec)
-        return normalize_patches(np.ascontiguousarray(self.patches[start:stop]), spec)
+        return PairMaker(spec).normalize(np.ascontiguousarray(self.patches[start:stop]))
 
     def batches(self, spec: ModelSpec, batch_size: int) -> Iterator[np.ndarray]:
         """Normalised encoder inputs in batches of ``batch_size`` (the last one may be shorter)."""
@@ -403,8 +412,7 @@ def _read_images(
     files: Sequence[Path], spec: ModelSpec, config: ReaderConfig, *, root: Path | None, progress: bool
 ) -> CalibrationSet:
     rng = np.random.default_rng(config.seed)
-    codec = JpegCodec(spec.jpeg)
-    s = spec.patch_size
+    maker = PairMaker(spec, margin=config.jpeg_margin)
     order = rng.permutation(len(files))
     ref_target = max(1, round(config.num_patches * config.reference_share))
     dis_target = config.num_patches - ref_target
@@ -435,29 +443,27 @@ def _read_images(
             skipped.append(SkippedImage(name, str(exc)))
             bar.step(f"{name} (skipped)")
             continue
-        bgr, _ = pad_to_patch(decoded.bgr, s)
-        grid = patch_grid(bgr.shape[0], bgr.shape[1], s, stride=config.stride, max_patches=config.patches_per_image)
-        k = min(quota, len(grid))
+        image = maker.grid(decoded.bgr, stride=config.stride, max_patches=config.patches_per_image)
+        k = min(quota, len(image))
         share -= k
-        cells = np.sort(rng.choice(len(grid), size=k, replace=False))
-        sub = PatchGrid(coords=np.ascontiguousarray(grid.coords[cells]), patch_size=s, image_shape=grid.image_shape)
+        # Unlike the predictor (every cell of the grid), a seeded draw of the image's quota of cells.
+        cells = _cells(image, np.sort(rng.choice(len(image), size=k, replace=False)))
         # Distorted patches follow the references in proportion, so every image adds both kinds.
         n_dis = dis_left if k >= refs_left else round(dis_left * k / refs_left)
         refs_left -= k
         dis_left -= n_dis
         base = len(patches)
-        patches.extend(extract_patches(bgr, sub))
+        patches.extend(maker.reference_pixels(cells))
         qfs.extend([REFERENCE_QF] * k)
         ref_index.extend(range(base, base + k))
+        # Unlike the predictor (each cell at every QF its search visits), each distorted patch is one cell at one QF
+        # of the stratified stream, so a fixed budget covers the whole QF range.
         chosen_qfs, qf_stream = qf_stream[:n_dis], qf_stream[n_dis:]
         owners = np.resize(rng.permutation(k), n_dis)  # cycle through the image's cells
         for qf in sorted(set(chosen_qfs)):
             members = [j for j, q in enumerate(chosen_qfs) if q == qf]
             cell_ids = owners[members]
-            qgrid = PatchGrid(coords=np.ascontiguousarray(sub.coords[cell_ids]), patch_size=s,
-                              image_shape=grid.image_shape)
-            distorted = codec.distorted_patches(bgr, qgrid, int(qf), margin=config.jpeg_margin)
-            patches.extend(distorted)
+            patches.extend(maker.distorted_pixels(_cells(cells, cell_ids), int(qf)))
             qfs.extend([int(qf)] * len(members))
             ref_index.extend((base + cell_ids).tolist())
         sources.append(name)
@@ -484,6 +490,24 @@ def _read_images(
         skipped=tuple(skipped),
         settings=config.to_dict(),
     )
+
+
+def _cells(image: GriddedImage, index: np.ndarray) -> GriddedImage:
+    """``image`` with only the cells ``index`` of its grid."""
+    grid = image.grid
+    coords = np.ascontiguousarray(grid.coords[index])
+    return dataclasses.replace(image, grid=PatchGrid(coords=coords, patch_size=grid.patch_size,
+                                                     image_shape=grid.image_shape))
+
+
+def head_features(models: ModelBackends, data: CalibrationSet) -> np.ndarray:
+    """The head's calibration data: encoder features of every patch of ``data``, in the set's order.
+
+    ``models`` is an entered model (the FP32 graphs); the patches stream through its encoder in the runtime's batches
+    (:func:`sgjnd.runtime.batching.encode`), normalised for ``models.model``.
+    """
+    batches = data.batches(models.model, batch_size_for(models.encoder))
+    return np.asarray(encode(models, batches), dtype=np.float32)
 
 
 # -- adapters ----------------------------------------------------------------------------------------------------
@@ -544,7 +568,7 @@ class HeadDataReader:
         stop: one past the last pair to read; None reads to the end.
     """
 
-    def __init__(self, features: np.ndarray, data: CalibrationSet, *, batch_size: int = 64, start: int = 0,
+    def __init__(self, features: np.ndarray, data: CalibrationSet, *, batch_size: int = HEAD_CHUNK, start: int = 0,
                  stop: int | None = None) -> None:
         if features.ndim != 2 or features.shape[0] != len(data):
             raise CalibrationError(
@@ -574,6 +598,22 @@ class HeadDataReader:
     def rewind(self) -> None:
         """Start again from the first batch."""
         self._next = 0
+
+
+def encoder_chunks(data: CalibrationSet, spec: ModelSpec, chunk: int) -> list[EncoderDataReader]:
+    """The encoder's calibration data as readers of ``chunk`` patches, one batch each (one calibrator pass each:
+    the passes are small because the calibrator holds every intermediate tensor of a pass)."""
+    if chunk < 1:
+        raise UsageError(f"chunk must be at least 1, got {chunk}")
+    starts = range(0, len(data), chunk)
+    return [EncoderDataReader(data, spec, batch_size=chunk, start=s, stop=s + chunk) for s in starts]
+
+
+def head_chunks(features: np.ndarray, data: CalibrationSet, chunk: int = HEAD_CHUNK) -> list[HeadDataReader]:
+    """The head's calibration data, the (reference, distorted) feature pairs of ``data``, as readers of ``chunk``
+    pairs, one batch each."""
+    starts = range(0, int(data.distorted_index.size), chunk)
+    return [HeadDataReader(features, data, batch_size=chunk, start=s, stop=s + chunk) for s in starts]
 
 
 class TrtCalibrationBatches:

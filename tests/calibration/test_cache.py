@@ -1,4 +1,5 @@
-"""The calibration cache: every input is in the key, stale or damaged entries are never reused."""
+"""The calibration cache: every input is in the key, stale or damaged entries are never reused, and a memoised step
+runs once per content."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sgjnd.calibration.cache import CalibrationCache, cache_key, key_parts, tool_versions
+from sgjnd.calibration.cache import CalibrationCache, cache_key, cached_step, key_parts, tool_versions
+from sgjnd.errors import CalibrationError
 from sgjnd.spec import JpegSettings, ModelSpec
 
 SPEC = ModelSpec(name="sgjnd_tiny", patch_size=64, feature_dim=128)
@@ -80,3 +82,44 @@ def test_damaged_entry_is_not_reused(tmp_path: Path) -> None:
     cache.put(parts(), {"ranges.json": b"{}"})
     assert cache.get(parts(), ("ranges.json",)) is not None
     assert [p.name for p in tmp_path.iterdir()] == [cache_key(parts())]
+
+
+def test_cached_step_computes_once_per_content(tmp_path: Path) -> None:
+    cache = CalibrationCache(tmp_path / "cache")
+    work = tmp_path / "work"
+    work.mkdir()
+    calls: list[Path] = []
+
+    def step(out: Path) -> None:
+        calls.append(out)
+        out.write_bytes(b'{"ranges": 1}')
+
+    first = cached_step(cache, "ranges.json", parts(), step, work=work)
+    assert len(calls) == 1 and first.read_bytes() == b'{"ranges": 1}'
+    assert first.parent == cache.entry_dir(cache_key(parts())) and cache.hits == {}
+    again = cached_step(cache, "ranges.json", parts(), step, work=work)
+    assert again == first and len(calls) == 1  # reused, not recomputed
+    assert cache.hits == {"encoder-ranges": cache_key(parts())}
+    cached_step(cache, "ranges.json", parts(data_sha256="e" * 64), step, work=work)
+    assert len(calls) == 2  # other data: another key, computed again
+
+
+def test_cached_step_without_a_cache_always_computes(tmp_path: Path) -> None:
+    calls = 0
+
+    def step(out: Path) -> None:
+        nonlocal calls
+        calls += 1
+        out.write_bytes(b"{}")
+
+    for _ in range(2):
+        result = cached_step(None, "ranges.json", parts(), step, work=tmp_path)
+        assert result.parent == tmp_path and result.read_bytes() == b"{}"
+    assert calls == 2 and not (tmp_path / ".calibration-cache").exists()
+
+
+def test_cached_step_refuses_a_step_that_wrote_nothing(tmp_path: Path) -> None:
+    cache = CalibrationCache(tmp_path / "cache")
+    with pytest.raises(CalibrationError, match="wrote no"):
+        cached_step(cache, "ranges.json", parts(), lambda out: None, work=tmp_path)
+    assert cache.get(parts(), ("ranges.json",)) is None

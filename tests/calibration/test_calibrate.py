@@ -256,3 +256,33 @@ def test_without_a_report_every_image_calibrates(model_dir: Path, calib_photos: 
     out = calibrate_model(work, images=calib_photos, config=config)
     assert len(list(calib_photos.iterdir())) >= 5  # enough that a report would hold a fifth out
     assert out.holdout == [] and not any("held out" in n for n in out.notes)
+
+
+def test_int8_head_is_calibrated_on_fp32_feature_pairs(model_dir: Path, calib_photos: Path, tmp_path: Path) -> None:
+    """head=int8: the FP32 encoder's features of the pairs (through the runtime's batching) calibrate the head; the
+    features and the head's ranges are cached steps like the encoder's ranges."""
+    from sgjnd.calibration.reader import head_features, read_calibration_set
+    from sgjnd.runtime.backends.registry import open_model
+    from sgjnd.runtime.batching import encode
+
+    work = tmp_path / "model"
+    shutil.copytree(model_dir, work, ignore=shutil.ignore_patterns("*.int8*", "calibration.*"))
+    config = CalibrateConfig(precision="int8", target="ort-cpu", reader=READER, head="int8", report=False,
+                             progress=False, quantize=QuantizeConfig(method="minmax"))
+    first = calibrate_model(work, images=calib_photos, config=config)
+    assert "features" not in first.cache_hits and "head-ranges" not in first.cache_hits
+    head = read_sidecar(work / "head.int8-ort.onnx").artifact.details
+    assert head["kept_fp32"] is False and head["qdq"]["quantize_nodes"] > 0
+    assert head["calibration"]["cache_key_head"] and head["calibration"]["data"].startswith("FP32 encoder features")
+    before = (work / "head.int8-ort.onnx").read_bytes()
+    again = calibrate_model(work, images=calib_photos, config=config)
+    assert {"encoder-ranges", "features", "head-ranges"} <= set(again.cache_hits)
+    assert (work / "head.int8-ort.onnx").read_bytes() == before
+    # The features do not depend on how the encoder is batched.
+    spec = read_sidecar(work / "encoder.onnx").model
+    data = read_calibration_set(calib_photos, spec, READER, progress=False)
+    with open_model("onnxruntime", work, providers=("cpu",)) as models:
+        features = head_features(models, data)
+        one_by_one = encode(models, data.normalized(spec), batch_size=1)
+    assert features.shape == (len(data), spec.feature_dim) and features.dtype == np.float32
+    np.testing.assert_allclose(features, one_by_one, rtol=1e-5, atol=1e-5)

@@ -15,6 +15,8 @@ from sgjnd.calibration.reader import (
     HeadDataReader,
     ReaderConfig,
     TrtCalibrationBatches,
+    encoder_chunks,
+    head_chunks,
     list_images,
     read_calibration_set,
     split_holdout,
@@ -30,33 +32,33 @@ def calib_set(calib_photos: Path, tiny_spec) -> CalibrationSet:
 
 
 def test_set_is_made_as_the_runtime_makes_patches(calib_set: CalibrationSet, calib_photos: Path, tiny_spec) -> None:
+    """Every patch is one the predictor's PairMaker makes: a cell of its grid, its exact-crop JPEG; and its
+    normalisation."""
+    import dataclasses
+
     from sgjnd.runtime.decode import decode_image
-    from sgjnd.runtime.jpeg import JpegCodec
-    from sgjnd.runtime.patches import PatchGrid, normalize_patches, pad_to_patch, patch_grid
+    from sgjnd.runtime.pairs import PairMaker
+    from sgjnd.runtime.patches import PatchGrid
 
     assert len(calib_set) == SMALL.num_patches
     assert calib_set.num_reference == round(SMALL.num_patches * SMALL.reference_share)
-    # Every distorted patch equals the runtime codec's patch of its reference cell at its QF.
     dis = calib_set.distorted_index
     assert dis.size > 0 and np.all(calib_set.qf[calib_set.ref_index[dis]] == REFERENCE_QF)
-    # Rebuild one distorted patch from its source image with the runtime's grid and codec.
-    codec = JpegCodec(tiny_spec.jpeg)
+    # Rebuild one distorted patch from its source image with the predictor's pair maker.
+    maker = PairMaker(tiny_spec, margin=SMALL.jpeg_margin)
     i = int(dis[0])
     ref = calib_set.patches[calib_set.ref_index[i]]
     found = False
     for name in calib_set.sources:
-        bgr, _ = pad_to_patch(decode_image(calib_photos / name).bgr, tiny_spec.patch_size)
-        grid = patch_grid(bgr.shape[0], bgr.shape[1], 64, max_patches=SMALL.patches_per_image)
-        for y, x in grid.coords.tolist():
-            if np.array_equal(bgr[y:y + 64, x:x + 64], ref):
-                cell = PatchGrid(np.array([[y, x]]), 64, grid.image_shape)
-                assert np.array_equal(codec.distorted_patches(bgr, cell, int(calib_set.qf[i]))[0],
-                                      calib_set.patches[i])
+        image = maker.grid(decode_image(calib_photos / name).bgr, max_patches=SMALL.patches_per_image)
+        for cell, pixels in zip(image.grid.coords, maker.reference_pixels(image), strict=True):
+            if np.array_equal(pixels, ref):
+                one = dataclasses.replace(image, grid=PatchGrid(cell[None], 64, image.grid.image_shape))
+                assert np.array_equal(maker.distorted_pixels(one, int(calib_set.qf[i]))[0], calib_set.patches[i])
                 found = True
     assert found, "the reference patch is not a cell of the runtime's grid of any source image"
     # Normalisation is the runtime's.
-    np.testing.assert_array_equal(calib_set.normalized(tiny_spec, 0, 3),
-                                  normalize_patches(calib_set.patches[:3], tiny_spec))
+    np.testing.assert_array_equal(calib_set.normalized(tiny_spec, 0, 3), maker.normalize(calib_set.patches[:3]))
 
 
 def test_qfs_cover_the_range(calib_photos: Path, tiny_spec) -> None:
@@ -176,3 +178,18 @@ def test_tensorrt_batches_satisfy_the_protocol(calib_set: CalibrationSet, tiny_s
     assert summary.batch_size == 5 and summary.batches == len(calib_set) // 5
     assert summary.fingerprint == batches.fingerprint
     assert [b["patches"].shape for b in batches] == [batches.shape] * batches.num_batches  # re-iterable
+
+
+def test_chunks_cover_the_set_once(calib_set: CalibrationSet, tiny_spec) -> None:
+    chunks = encoder_chunks(calib_set, tiny_spec, 5)
+    batches = [reader.get_next() for reader in chunks]
+    assert all(reader.get_next() is None for reader in chunks)  # one batch per chunk: one calibrator pass each
+    got = np.concatenate([b["patches"] for b in batches if b is not None])
+    np.testing.assert_array_equal(got, calib_set.normalized(tiny_spec))
+    features = np.random.default_rng(1).normal(size=(len(calib_set), 8)).astype(np.float32)
+    pairs = [reader.get_next() for reader in head_chunks(features, calib_set, 4)]
+    dis = calib_set.distorted_index
+    f_dis = np.concatenate([p["f_dis"] for p in pairs if p is not None])
+    f_ref = np.concatenate([p["f_ref"] for p in pairs if p is not None])
+    np.testing.assert_array_equal(f_dis, features[dis])
+    np.testing.assert_array_equal(f_ref, features[calib_set.ref_index[dis]])
