@@ -5,15 +5,27 @@ at a QF with the exact-crop codec (:meth:`~sgjnd.runtime.jpeg.JpegCodec.distorte
 equal those of the whole image's JPEG round trip) and normalised as the graphs expect. The predictor, compare,
 the benchmarks' drift batch, calibration and export parity all make their patches here, so what they measure is
 what the predictor runs.
+
+The JPEG trials are made one of two ways, with identical pixels (``tests/runtime/test_jpeg_exact.py``):
+
+- ``opencv``: libjpeg through OpenCV, one QF at a time; with ``prefetch`` the next QF's trials are made on a worker
+  thread while the caller runs the encoder on the current one (OpenCV and the normalisation release the GIL).
+- ``exact``: the integer array pipeline of :mod:`sgjnd.runtime.jpeg_exact`, several QFs per call sharing one forward
+  DCT, on numpy or, with a torch ``device``, on that device (a GPU: the CPU then does no JPEG work at all). On a CPU
+  it is slower than OpenCV (measured: ~5x per trial), so it is chosen for GPUs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from sgjnd.errors import UsageError
 from sgjnd.runtime.jpeg import JpegCodec
 from sgjnd.runtime.patches import PatchGrid, extract_patches, normalize_patches, pad_to_patch, patch_grid
 from sgjnd.spec import ModelSpec
@@ -37,18 +49,48 @@ class GriddedImage:
         return len(self.grid)
 
 
+Trials = Literal["opencv", "exact"]
+"""How JPEG trials are made (see the module's docstring)."""
+
+EXACT_QF_CHUNK = 8
+"""QFs per call of the exact pipeline: they share one forward DCT; their uint8 patches are held at once."""
+
+
 class PairMaker:
     """Makes the patches the encoder sees for one model.
 
     Args:
         spec: the model (patch size, normalisation, JPEG settings).
         margin: pixels of context around each patch in the exact-crop JPEG encode.
+        trials: ``opencv`` or ``exact`` (same pixels; see the module's docstring).
+        device: for ``exact``, a torch device to make the trials on (None: numpy on the CPU).
+        prefetch: for ``opencv``, make the next QF's trials on a worker thread while the caller consumes the current
+            one (:meth:`distorted_stream`).
     """
 
-    def __init__(self, spec: ModelSpec, *, margin: int = 16) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        margin: int = 16,
+        trials: Trials = "opencv",
+        device: str | None = None,
+        prefetch: bool = False,
+    ) -> None:
+        if trials not in ("opencv", "exact"):
+            raise UsageError(f"JPEG trials must be 'opencv' or 'exact', got {trials!r}")
+        if device is not None and trials != "exact":
+            raise UsageError(f"a trial device ({device!r}) needs trials='exact': OpenCV's JPEG runs on the CPU only")
         self.spec = spec
         self.margin = margin
         self.codec = JpegCodec(spec.jpeg)
+        self.trials: Trials = trials
+        self.device = device
+        self.prefetch = prefetch
+        if trials == "exact":
+            from sgjnd.runtime.jpeg_exact import check_exact_settings
+
+            check_exact_settings(spec.jpeg)
 
     def grid(self, bgr: np.ndarray, *, stride: int | None = None, max_patches: int | None = None) -> GriddedImage:
         """The image padded to at least one patch, and its patch grid (``max_patches`` spread evenly over it)."""
@@ -84,9 +126,50 @@ class PairMaker:
         return self.normalize(self.distorted_pixels(image, qf))
 
     def distorted_stream(self, image: GriddedImage, qfs: Sequence[int]) -> Iterator[np.ndarray]:
-        """The encoder's input QF by QF (one QF's patches held at a time), in ``qfs`` order."""
-        for qf in qfs:
-            yield self.distorted(image, qf)
+        """The encoder's input QF by QF, in ``qfs`` order.
+
+        Held at once: one QF's patches (``opencv``), two with ``prefetch`` (the one being consumed and the next), or
+        a chunk of :data:`EXACT_QF_CHUNK` QFs' uint8 patches (``exact``).
+        """
+        if self.trials == "exact":
+            for start in range(0, len(qfs), EXACT_QF_CHUNK):
+                yield from map(self.normalize, self._exact_pixels(image, qfs[start : start + EXACT_QF_CHUNK]))
+        elif self.prefetch and len(qfs) > 1:
+            yield from prefetched(lambda qf: self.distorted(image, qf), qfs)
+        else:
+            for qf in qfs:
+                yield self.distorted(image, qf)
+
+    def _exact_pixels(self, image: GriddedImage, qfs: Sequence[int]) -> np.ndarray:
+        """(len(qfs), N, s, s, 3) uint8 trials from the exact pipeline, back on the host."""
+        from sgjnd.runtime.jpeg_exact import distorted_patches_exact
+
+        out: Any = distorted_patches_exact(
+            self.codec, image.bgr, image.grid, list(qfs), margin=self.margin, device=self.device
+        )
+        return out if isinstance(out, np.ndarray) else out.cpu().numpy()
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def prefetched(make: Callable[[_T], _R], items: Iterable[_T], *, depth: int = 1) -> Iterator[_R]:
+    """``map(make, items)`` with up to ``depth`` results made ahead on one worker thread while the caller uses the
+    current one. Results come in order; an error is raised where its item's result is taken; work not yet taken is
+    cancelled when the caller stops early."""
+    pending: deque[Future[_R]] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sgjnd-jpeg") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(make, item))
+                if len(pending) > depth:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -22,8 +22,12 @@ from sgjnd.runtime.backends.base import ModelBackends
 from sgjnd.runtime.batching import batch_size_for, encode, score_pairs
 from sgjnd.runtime.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from sgjnd.runtime.jpeg import psnr
-from sgjnd.runtime.pairs import PairMaker
+from sgjnd.runtime.pairs import PairMaker, Trials
 from sgjnd.runtime.search import SearchConfig, run_search
+
+JpegTrials = Literal["auto", "opencv", "exact"]
+JPEG_TRIALS: tuple[str, ...] = ("auto", "opencv", "exact")
+"""The values of :attr:`PredictConfig.jpeg`."""
 
 STAGES = ("decode", "patches", "jpeg", "inference", "search", "report")
 """Stages timed per image, in pipeline order."""
@@ -43,6 +47,10 @@ class PredictConfig:
             work on dynamic-shape CPU backends).
         max_pixels: images with more pixels are refused from their header, before decoding.
         jpeg_margin: pixels of context around each patch in the exact-crop JPEG encode.
+        jpeg: how JPEG trials are made (:mod:`sgjnd.runtime.pairs`; same pixels either way): ``opencv`` on the CPU,
+            ``exact`` (the integer array pipeline: on the encoder's CUDA device where it has one, else numpy), or
+            ``auto``: ``exact`` where the encoder runs on a CUDA device and torch can reach it, else ``opencv``.
+        prefetch_jpeg: with OpenCV trials, make the next QF's trials on a worker thread while the encoder runs.
     """
 
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -52,8 +60,12 @@ class PredictConfig:
     pad_last_batch: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
     jpeg_margin: int = 16
+    jpeg: JpegTrials = "auto"
+    prefetch_jpeg: bool = True
 
     def __post_init__(self) -> None:
+        if self.jpeg not in JPEG_TRIALS:
+            raise UsageError(f"jpeg trials must be one of {', '.join(JPEG_TRIALS)}, got {self.jpeg!r}")
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {self.batch_size}")
         if self.max_patches is not None and self.max_patches < 1:
@@ -145,6 +157,20 @@ class _Timer:
             self.ms[name] += (time.perf_counter() - start) * 1e3
 
 
+def jpeg_trials_for(models: ModelBackends, choice: str) -> tuple[Trials, str | None]:
+    """(trials, device) for :class:`~sgjnd.runtime.pairs.PairMaker`: ``choice`` with ``auto`` decided.
+
+    ``auto`` picks the exact pipeline on the encoder's CUDA device, which only the PyTorch backend names today
+    (other GPU backends keep OpenCV until their inputs can stay on the device, issue 17 item 2); ``exact`` without a
+    CUDA encoder runs on numpy.
+    """
+    device = getattr(models.encoder, "device", None)
+    cuda = str(device) if device is not None and getattr(device, "type", str(device)) == "cuda" else None
+    if choice == "opencv" or (choice == "auto" and cuda is None):
+        return "opencv", None
+    return "exact", cuda
+
+
 class JNDPredictor:
     """Predicts the JND of images with one model on one backend.
 
@@ -157,7 +183,10 @@ class JNDPredictor:
         self.models = models
         self.config = config or PredictConfig()
         self.spec = models.model
-        self.pairs = PairMaker(self.spec, margin=self.config.jpeg_margin)
+        trials, device = jpeg_trials_for(models, self.config.jpeg)
+        self.pairs = PairMaker(
+            self.spec, margin=self.config.jpeg_margin, trials=trials, device=device, prefetch=self.config.prefetch_jpeg
+        )
         self.codec = self.pairs.codec
         self.batch_size = batch_size_for(models.encoder, self.config.batch_size)
 
