@@ -10,10 +10,13 @@ import io
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sgjnd import __version__
 from sgjnd.errors import SgjndError
+from sgjnd.runtime.opencv_log import quiet_opencv
 
 COMMANDS: tuple[str, ...] = (
     "info",
@@ -34,21 +37,53 @@ COMMANDS: tuple[str, ...] = (
 """Subcommands in pipeline order; each is the module sgjnd.commands.<name>."""
 
 
+EXIT_NOT_LOADED = 2
+"""Exit code of a subcommand whose module could not be loaded (a broken or partial install; docs/errors.md)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand whose module imports."""
+    """The argument parser with every subcommand of :data:`COMMANDS`.
+
+    A subcommand whose module fails to import (or to register its parser) is never left out silently: it is
+    registered as a stub that ``sgjnd --help`` lists with the reason, and whose run says in one line that it could
+    not be loaded and why, and exits with :data:`EXIT_NOT_LOADED`. The other subcommands work as usual.
+    """
     parser = argparse.ArgumentParser(prog="sgjnd", description=__doc__)
     parser.add_argument("--version", action="version", version=f"sgjnd {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"sgjnd.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"sgjnd.commands.{name}":
-                continue  # not built yet
-            raise
-        module.add_parser(sub)
+            importlib.import_module(f"sgjnd.commands.{name}").add_parser(sub)
+        except Exception as exc:  # whatever broke, the other commands must still work
+            _add_unloaded(sub, name, exc)
     return parser
+
+
+def _add_unloaded(sub: Any, name: str, exc: Exception) -> None:
+    """Register ``name``, whose module raised ``exc``, as a stub that takes any arguments and reports the failure."""
+    # A parser that failed halfway through add_parser may be registered already: replace it.
+    if name in sub.choices:
+        del sub.choices[name]
+        sub._choices_actions[:] = [a for a in sub._choices_actions if a.dest != name]
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the exception's text
+    stub = sub.add_parser(
+        name,
+        help=f"(could not be loaded: {reason}; reinstall sgjnd)".replace("%", "%%"),
+        description=f"The '{name}' command could not be loaded: {reason}; reinstall sgjnd.",
+        add_help=False,
+        prefix_chars="\0",  # no option prefix: every argument, -h included, goes to the stub's run
+    )
+    stub.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    stub.set_defaults(run=functools.partial(_run_unloaded, name, reason, exc))
+
+
+def _run_unloaded(name: str, reason: str, exc: Exception, args: argparse.Namespace) -> int:
+    """The run of a subcommand that could not be loaded: one line on stderr (the traceback too with ``-v``)."""
+    print(f"sgjnd: the '{name}' command could not be loaded: {reason}; reinstall sgjnd", file=sys.stderr)
+    if getattr(args, "verbose", 0):
+        traceback.print_exception(exc, file=sys.stderr)
+    return EXIT_NOT_LOADED
 
 
 def _opencv_pixel_limit(argv: Sequence[str]) -> None:
@@ -105,20 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         restore()
-
-
-def quiet_opencv(verbose: int) -> None:
-    """Hide OpenCV's own log lines (``[ WARN:0@0.8] ... PNG input buffer is incomplete``) unless ``-v``.
-
-    They repeat, less clearly, what the one-line error of each refused image says. libpng's and libjpeg's own
-    warnings (``libpng warning: iCCP: ...``, ``Corrupt JPEG data: ...``) are printed by those libraries straight to
-    file descriptor 2 and cannot be hidden without silencing every thread's stderr; they are documented instead.
-    """
-    if not verbose:
-        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # read by cv2 when it is first imported
-    if "cv2" in sys.modules:
-        cv_logging = sys.modules["cv2"].utils.logging
-        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_WARNING if verbose else cv_logging.LOG_LEVEL_ERROR)
 
 
 def _tolerant_streams() -> Callable[[], None]:

@@ -29,7 +29,9 @@ from typing import Any
 
 from sgjnd.errors import ImageError, UsageError
 from sgjnd.fileio import _FILE_MODE, atomic_output
-from sgjnd.jobs import DoneSet, InputItem, Skip, is_list_file, read_list
+from sgjnd.jobs.inputs import InputItem, is_list_file, read_list
+from sgjnd.jobs.results_log import DoneSet
+from sgjnd.jobs.runner import Skip
 from sgjnd.runtime.container import (
     MAX_JPEG_EXIF_BYTES,
     MAX_JPEG_ICC_BYTES,
@@ -255,7 +257,7 @@ def compress_image(
 
 
 class CompressJob:
-    """The job of ``sgjnd compress`` for :func:`sgjnd.jobs.run_jobs`: plan the output, compress, write.
+    """The job of ``sgjnd compress`` for :func:`sgjnd.jobs.runner.run_jobs`: plan the output, compress, write.
 
     Args:
         predictor: the predictor, shared by the worker threads.

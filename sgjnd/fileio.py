@@ -1,10 +1,10 @@
 """File helpers: atomic writes, output checks, bounded reads and content hashes. Imports nothing but errors.
 
 Every file sgjnd writes at a path the user names goes through :func:`check_output_file` (before any work) and
-:func:`write_atomic` (or :class:`~sgjnd.jobs.ResultLog` for results logs): an output must be a regular file or not
-exist, and an existing one is replaced only when it is empty or recognisably ours; anything else is refused with a
-:class:`~sgjnd.errors.UsageError` and left byte for byte as it was. Inputs are read with :func:`read_regular_file`:
-regular files only, never more than a stated number of bytes.
+:func:`write_atomic` (or :class:`~sgjnd.jobs.results_log.ResultLog` for results logs): an output must be a regular
+file or not exist, and an existing one is replaced only when it is empty or recognisably ours; anything else is
+refused with a :class:`~sgjnd.errors.UsageError` and left byte for byte as it was. Inputs are read with
+:func:`read_regular_file`: regular files only, never more than a stated number of bytes.
 """
 
 from __future__ import annotations

@@ -13,15 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from sgjnd.compare import (
-    TaskBound,
-    Tolerance,
-    compare_jnd,
-    compare_outputs,
-    cosine_similarity,
-    task_bound_for,
-    tolerances_for,
-)
+from sgjnd.compare.task import TaskBound, compare_jnd, task_bound_for
+from sgjnd.compare.tensors import Tolerance, compare_outputs, cosine_similarity, tolerances_for
 from sgjnd.errors import UsageError
 from sgjnd.runtime.predictor import PredictConfig
 from sgjnd.runtime.source import ModelSource
@@ -217,7 +210,7 @@ def _config() -> PredictConfig:
 
 
 def test_torch_and_onnxruntime_agree(tiny: tuple[Path, Path, Path], photos: list[Path]) -> None:
-    from sgjnd.compare import run_comparison
+    from sgjnd.compare.task import run_comparison
 
     ckpt, onnx_dir, _ = tiny
     report = run_comparison(photos[:2], ModelSource.parse(f"torch:{ckpt}"),
@@ -233,7 +226,7 @@ def test_torch_and_onnxruntime_agree(tiny: tuple[Path, Path, Path], photos: list
 
 
 def test_other_weights_fail_the_comparison(tiny: tuple[Path, Path, Path], photos: list[Path]) -> None:
-    from sgjnd.compare import run_comparison
+    from sgjnd.compare.task import run_comparison
 
     ckpt, _, other = tiny
     report = run_comparison(photos[:1], ModelSource.parse(f"torch:{ckpt}"), [ModelSource.parse(f"onnxruntime:{other}")],

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sgjnd.compare import task_bound_for, tolerances_for
+from sgjnd.compare.task import task_bound_for
+from sgjnd.compare.tensors import tolerances_for
 from sgjnd.runtime.source import ModelSource
 
 
@@ -73,7 +74,7 @@ def _has_bf16() -> bool:
 
 
 def test_openvino_targets_compare_like_any_other(ov_model: Path, photos: list[Path]) -> None:
-    from sgjnd.compare import run_comparison
+    from sgjnd.compare.task import run_comparison
     from sgjnd.runtime.predictor import PredictConfig
     from sgjnd.runtime.search import SearchConfig
 

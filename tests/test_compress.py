@@ -38,7 +38,8 @@ from sgjnd.compress import (
     write_output,
 )
 from sgjnd.errors import UsageError
-from sgjnd.jobs import InputItem, Skip
+from sgjnd.jobs.inputs import InputItem
+from sgjnd.jobs.runner import Skip
 from sgjnd.runtime.decode import decode_image
 
 PIL = pytest.importorskip("PIL.Image")

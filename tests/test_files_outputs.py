@@ -19,7 +19,7 @@ from test_bad_input import model_args
 from sgjnd.cli import EXIT_BROKEN_PIPE, main
 from sgjnd.errors import ImageError, SpecError, UsageError
 from sgjnd.fileio import check_output_file, read_regular_file, write_atomic
-from sgjnd.jobs import ResultLog, is_results_log
+from sgjnd.jobs.results_log import ResultLog, is_results_log
 from sgjnd.spec import Sidecar, read_sidecar, sidecar_path
 
 

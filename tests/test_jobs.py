@@ -20,17 +20,9 @@ from fixtures_bad import crop, encode
 from sgjnd.cli import main
 from sgjnd.errors import ImageError, UsageError
 from sgjnd.fileio import sha256_file
-from sgjnd.jobs import (
-    InputItem,
-    JobConfig,
-    ResultLog,
-    Skip,
-    Tally,
-    expand_inputs,
-    item_key,
-    json_safe,
-    run_jobs,
-)
+from sgjnd.jobs.inputs import InputItem, expand_inputs
+from sgjnd.jobs.results_log import ResultLog, item_key, json_safe
+from sgjnd.jobs.runner import JobConfig, Skip, Tally, run_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--search", "bisect", "--max-patches", "2"]
@@ -92,7 +84,7 @@ def test_lists_hold_paths_relative_to_themselves_with_comments_and_folders(tmp_p
 
 
 def test_a_missing_list_is_refused_before_the_run(tmp_path: Path) -> None:
-    from sgjnd.jobs import check_inputs
+    from sgjnd.jobs.inputs import check_inputs
 
     with pytest.raises(UsageError, match="no such list file"):
         check_inputs([tmp_path / "nope.txt"])
@@ -229,7 +221,7 @@ def test_exit_code_is_the_shared_code_of_the_failures() -> None:
 
 
 def run_outcome_failed(code: int) -> Any:
-    from sgjnd.jobs import Outcome
+    from sgjnd.jobs.runner import Outcome
 
     return Outcome(InputItem(Path("x")), "failed", exit_code=code)
 

@@ -408,9 +408,10 @@ def cmd_gpu(args: argparse.Namespace) -> int:
 def cmd_parity(args: argparse.Namespace) -> int:
     import torch
 
-    from sgjnd.compare import _make_inputs, compare_outputs, tolerances_for
+    from sgjnd.compare.tensors import compare_outputs, tolerances_for
     from sgjnd.runtime.backends.registry import open_model
     from sgjnd.runtime.decode import decode_image
+    from sgjnd.runtime.pairs import PairMaker, make_pair_set
     from sgjnd.runtime.predictor import JNDPredictor, PredictConfig
     from sgjnd.runtime.search import SearchConfig
 
@@ -441,7 +442,8 @@ def cmd_parity(args: argparse.Namespace) -> int:
         out["weights"] = cpu_m.weights
         # 1. Tensors: identical patches (reference + JPEG QF 20/50/80) through both encoders; heads on CPU features.
         try:
-            inputs = _make_inputs([d.bgr for d in decoded], cpu_m.model, (20, 50, 80), args.tensor_patches)
+            inputs = make_pair_set(PairMaker(cpu_m.model), [d.bgr for d in decoded], (20, 50, 80),
+                                   max_patches=args.tensor_patches)
             enc_in = {"patches": inputs.patches}
             f_cpu = cpu_m.encoder.infer(enc_in)["features"]
             f_ref, f_dis = f_cpu[inputs.ref_index], f_cpu[inputs.n_ref:]

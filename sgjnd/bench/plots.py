@@ -87,7 +87,7 @@ def plot_stages(run: BenchRun, path: Path) -> Path:
     """
     plt = _pyplot()
     groups: dict[tuple[str, str], list[Measurement]] = {}
-    for r in run.select("e2e", status="ok"):
+    for r in run.select("e2e", status="ok", variant=""):
         groups.setdefault((r.target, str(r.strategy)), []).append(r)
     panels = list(groups.items())[:_MAX_PANELS]
     cols = min(3, max(len(panels), 1))

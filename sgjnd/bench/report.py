@@ -107,7 +107,7 @@ def _mean(values: Iterable[float | None]) -> float | None:
 def _targets(run: BenchRun) -> list[str]:
     names = [t["name"] for t in run.config.get("targets", [])]
     for row in run.rows:
-        if row.suite != "frame" and row.target not in names:
+        if row.suite not in ("frame", "jpeg") and row.target not in names:
             names.append(row.target)
     return names
 
@@ -152,7 +152,7 @@ def latency_at(run: BenchRun, target: str, batch: int, graph: str = "encoder") -
 
 def e2e_mean_ms(run: BenchRun, target: str, strategy: str = E2E_STRATEGY) -> float | None:
     """Mean total milliseconds per image of ``target`` with ``strategy`` (ok rows)."""
-    return _mean(r.total_ms for r in run.select("e2e", target=target, strategy=strategy, status="ok"))
+    return _mean(r.total_ms for r in run.select("e2e", target=target, strategy=strategy, status="ok", variant=""))
 
 
 def speedup_rows(run: BenchRun) -> list[list[str]]:
@@ -211,7 +211,7 @@ def strategy_summary(run: BenchRun) -> list[dict[str, Any]]:
     out = []
     for target in _targets(run):
         by_strategy: dict[str, list[Measurement]] = {}
-        for r in run.select("e2e", target=target, status="ok"):
+        for r in run.select("e2e", target=target, status="ok", variant=""):
             by_strategy.setdefault(str(r.strategy), []).append(r)
         full = {r.image: r for r in by_strategy.get("full", [])}
         for strategy, rows in by_strategy.items():
@@ -321,7 +321,14 @@ def markdown_report(run: BenchRun) -> str:
     e2e = _e2e_table(run)
     if e2e:
         parts.append("## End to end per photo\n\nMean milliseconds per photo and stage (the predictor's own timings), "
-                     "encoder passes per photo.\n\n" + e2e)
+                     "encoder passes per photo and the encoder input they make (MiB: what a GPU backend copies host "
+                     "to device; float32 graphs). `jpeg` is the time the encoder waited for JPEG trials: with OpenCV "
+                     "they are made on a worker thread while the encoder runs; the `serial-jpeg` row of the same "
+                     "target and strategy makes them in line, before and after side by side.\n\n" + e2e)
+    jpeg = _jpeg_table(run)
+    if jpeg:
+        parts.append("## JPEG trials\n\nOne photo's trials for a whole `full` search, made each way the runtime "
+                     "can, same pixels (`tests/runtime/test_jpeg_exact.py`).\n\n" + jpeg)
     strategies = strategy_summary(run)
     if strategies:
         parts.append("## Search strategies against `full`\n\n" + md_table(
@@ -386,7 +393,7 @@ def _where(r: Measurement) -> str:
     if r.suite == "latency":
         return f"{r.graph or ''} {('b' + str(r.batch)) if r.batch else ''} {r.variant}".strip()
     if r.suite == "e2e":
-        return f"{r.strategy or ''} {r.image or ''}".strip()
+        return f"{r.strategy or ''} {r.image or ''} {r.variant}".strip()
     return r.output or ""
 
 
@@ -411,24 +418,42 @@ def _latency_table(rows: Sequence[Measurement]) -> str:
 
 
 def _e2e_table(run: BenchRun) -> str:
-    groups: dict[tuple[str, str], list[Measurement]] = {}
+    groups: dict[tuple[str, str, str], list[Measurement]] = {}
     for r in run.select("e2e", status="ok"):
-        groups.setdefault((r.target, str(r.strategy)), []).append(r)
+        groups.setdefault((r.target, str(r.strategy), r.variant), []).append(r)
     if not groups:
         return ""
     table = []
-    for (target, strategy), rows in groups.items():
+    for (target, strategy, variant), rows in groups.items():
         stages = [_f(_mean(getattr(r, f) for r in rows), 1) for _, f in STAGE_FIELDS]
-        table.append([f"`{target}`", strategy, len(rows), _f(_mean(float(r.encoder_passes or 0) for r in rows), 1),
-                      *stages, _f(_mean(r.total_ms for r in rows), 1)])
-    return md_table(["target", "strategy", "photos", "passes", *[s for s, _ in STAGE_FIELDS], "total ms"], table)
+        mib = _mean(None if r.h2d_bytes is None else r.h2d_bytes / 2**20 for r in rows)
+        table.append([f"`{target}`" + (f" ({variant})" if variant else ""), strategy, len(rows),
+                      _f(_mean(float(r.encoder_passes or 0) for r in rows), 1), _f(mib, 1), *stages,
+                      _f(_mean(r.total_ms for r in rows), 1)])
+    return md_table(["target", "strategy", "photos", "passes", "input MiB", *[s for s, _ in STAGE_FIELDS],
+                     "total ms"], table)
+
+
+def _jpeg_table(run: BenchRun) -> str:
+    rows = run.select("jpeg")
+    if not rows:
+        return ""
+    base = next((r.trial_ms for r in rows if r.target == "jpeg/opencv" and r.status == "ok"), None)
+    table = []
+    for r in rows:
+        if r.status != "ok":
+            table.append([f"`{r.target}`", r.device, "–", "–", "–", "–", f"{r.status.upper()}: {r.reason}"])
+            continue
+        ratio = f"{base / r.trial_ms:.2f}x" if base and r.trial_ms else "–"
+        table.append([f"`{r.target}`", r.device, str(r.n), _f(r.trial_ms, 3), _f(r.total_ms, 0), ratio, r.note])
+    return md_table(["method", "device", "trials", "ms/trial", "ms/photo", "speed vs opencv", "note"], table)
 
 
 def _jnd_per_photo(run: BenchRun) -> str:
     """JND QF and encoder passes per photo and strategy, on each target that ran ``full`` (blank when none did)."""
     parts = []
     for target in _targets(run):
-        rows = run.select("e2e", target=target, status="ok")
+        rows = run.select("e2e", target=target, status="ok", variant="")
         strategies = list(dict.fromkeys(str(r.strategy) for r in rows))
         if "full" not in strategies:
             continue

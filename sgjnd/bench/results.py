@@ -19,9 +19,9 @@ from sgjnd.fileio import read_json
 RUN_FORMAT = 1
 """Version of the JSON layout of a run."""
 
-Suite = Literal["latency", "e2e", "drift", "frame"]
+Suite = Literal["latency", "e2e", "jpeg", "drift", "frame"]
 Status = Literal["ok", "skipped", "oom", "error"]
-SUITES: tuple[Suite, ...] = ("latency", "e2e", "drift", "frame")
+SUITES: tuple[Suite, ...] = ("latency", "e2e", "jpeg", "drift", "frame")
 
 
 @dataclass
@@ -39,8 +39,10 @@ class Measurement:
     Latency rows: ``*_ms`` are per call (one batch), warm-up excluded; ``per_patch_ms`` is the median call divided by
     the batch (robust to the spikes of a shared machine); ``throughput_per_s`` is batch / mean call (sustained
     rate); ``h2d_ms``/``compute_ms``/``d2h_ms`` only where the backend measures them itself. End-to-end rows: the
-    predictor's per-stage times for one photo. Drift rows: one output (``features``, ``q``, ``w``) or one photo's
-    ``jnd_qf`` against the reference.
+    predictor's per-stage times for one photo, and ``h2d_bytes``, the encoder input of the photo (what a GPU backend
+    copies host to device); variant ``serial-jpeg``: the same with the JPEG trials not overlapped with inference.
+    JPEG rows: one photo's trials for a full search, ``trial_ms`` per patch and QF. Drift rows: one output
+    (``features``, ``q``, ``w``) or one photo's ``jnd_qf`` against the reference.
     """
 
     suite: Suite
@@ -83,6 +85,9 @@ class Measurement:
     search_ms: float | None = None
     report_ms: float | None = None
     total_ms: float | None = None
+    h2d_bytes: int | None = None
+    # jpeg
+    trial_ms: float | None = None
     # drift
     output: str | None = None
     ref_jnd_qf: int | None = None

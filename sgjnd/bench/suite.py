@@ -30,6 +30,7 @@ import numpy as np
 
 from sgjnd.bench.config import REFERENCE, BenchConfig, Target
 from sgjnd.bench.frame import MacCount, MatmulLibrary, PeakResult
+from sgjnd.bench.jpeg_stage import measure_jpeg_stage
 from sgjnd.bench.prepare import Prepared, prepare
 from sgjnd.bench.results import BenchRun, Measurement, Status, Suite, skipped, target_row
 from sgjnd.bench.timing import LoopConfig, summarize, throughput, time_calls
@@ -274,16 +275,23 @@ def measure_e2e(
     max_patches: int,
     *,
     on_image: Callable[[Measurement], None] | None = None,
+    prefetch_jpeg: bool = True,
 ) -> list[Measurement]:
-    """Predict each image with ``strategy`` and record the predictor's stage times, passes and JND.
+    """Predict each image with ``strategy`` and record the predictor's stage times, passes, encoder input bytes and
+    JND.
 
     An out-of-memory error stops the series (``oom`` row); an error on one image gives an ``error`` row for it.
+    Without ``prefetch_jpeg`` the JPEG trials are made in line with inference (rows of variant ``serial-jpeg``).
     """
     from sgjnd.runtime.predictor import JNDPredictor, PredictConfig
     from sgjnd.runtime.search import SearchConfig
 
     search = SearchConfig(strategy=cast(Strategy, strategy))  # SearchConfig rejects an unknown name
-    predictor = JNDPredictor(models, PredictConfig(search=search, max_patches=max_patches))
+    config = PredictConfig(search=search, max_patches=max_patches, prefetch_jpeg=prefetch_jpeg)
+    predictor = JNDPredictor(models, config)
+    variant = "" if prefetch_jpeg else "serial-jpeg"
+    s = models.model.patch_size
+    input_bytes = 3 * s * s * 4  # one float32 patch of the encoder's input
     rows: list[Measurement] = []
     for image in images:
         try:
@@ -291,7 +299,7 @@ def measure_e2e(
         except Exception as exc:  # one failed photo is a row; OOM ends the series
             oom = is_out_of_memory(exc)
             row = target_row("e2e", target, strategy=strategy, image=image.name, status="oom" if oom else "error",
-                             reason=f"{type(exc).__name__}: {_short(exc)}")
+                             variant=variant, reason=f"{type(exc).__name__}: {_short(exc)}")
             rows.append(row)
             if on_image:
                 on_image(row)
@@ -300,8 +308,9 @@ def measure_e2e(
             continue
         t = result.timings_ms
         row = target_row(
-            "e2e", target, strategy=strategy, image=image.name, patches=len(result.patches),
-            encoder_passes=result.encoder_passes, jnd_qf=result.jnd_qf, recommended_qf=result.recommended_qf,
+            "e2e", target, strategy=strategy, image=image.name, variant=variant, patches=len(result.patches),
+            encoder_passes=result.encoder_passes, h2d_bytes=result.encoder_passes * input_bytes,
+            jnd_qf=result.jnd_qf, recommended_qf=result.recommended_qf,
             decode_ms=t["decode"], patches_ms=t["patches"], jpeg_ms=t["jpeg"], inference_ms=t["inference"],
             search_ms=t["search"], report_ms=t["report"], total_ms=t["total"],
             note="; ".join(result.notes),
@@ -366,7 +375,7 @@ def run_graphs(models: ModelBackends, batch: DriftBatch) -> dict[str, np.ndarray
 def drift_rows(target: Target, reference: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray],
                source: str) -> list[Measurement]:
     """One row per output: cosine, max/mean |Δ| and PASS/FAIL against the precision's default tolerance."""
-    from sgjnd.compare import compare_outputs, tolerances_for
+    from sgjnd.compare.tensors import compare_outputs, tolerances_for
 
     rows = []
     for c in compare_outputs(reference, outputs, tolerances_for(target.precision)):
@@ -383,10 +392,12 @@ def qf_drift_rows(rows: Sequence[Measurement], reference: str = REFERENCE) -> li
 
     A JND of None (even the lowest candidate is invisible) counts as QF 0.
     """
-    ref = {(r.image, r.strategy): r for r in rows if r.suite == "e2e" and r.target == reference and r.status == "ok"}
+    ref = {(r.image, r.strategy): r for r in rows
+           if r.suite == "e2e" and r.target == reference and r.status == "ok" and not r.variant}
     out = []
     for r in rows:
-        if r.suite != "e2e" or r.target == reference or r.status != "ok" or (r.image, r.strategy) not in ref:
+        if (r.suite != "e2e" or r.target == reference or r.status != "ok" or r.variant
+                or (r.image, r.strategy) not in ref):
             continue
         base = ref[(r.image, r.strategy)]
         ours, theirs = r.jnd_qf or 0, base.jnd_qf or 0
@@ -514,6 +525,7 @@ class _Plan:
     """What each available target will run, to size the progress bar."""
 
     available: dict[str, bool] = field(default_factory=dict)
+    serial_jpeg: str | None = None
 
     def steps(self, config: BenchConfig, images: int) -> int:
         total = 0
@@ -521,8 +533,17 @@ class _Plan:
             if not self.available.get(t.name):
                 continue
             total += len(config.batches_for(t)) * (2 if config.head else 1) + 1
-            total += images * sum(1 for tt, _ in config.e2e_plan() if tt.name == t.name)
+            runs = sum(1 for tt, _ in config.e2e_plan() if tt.name == t.name) + (t.name == self.serial_jpeg)
+            total += images * runs
         return total
+
+
+def _serial_jpeg_target(config: BenchConfig, reasons: Mapping[str, str | None]) -> str | None:
+    """The target whose first end-to-end strategy also runs with JPEG trials in line (``serial-jpeg``): the first
+    available CPU target with an end-to-end strategy, where overlapping trials with inference matters."""
+    with_e2e = {t.name for t, _ in config.e2e_plan()}
+    return next((t.name for t in config.targets
+                 if t.device == "cpu" and reasons.get(t.name) is None and t.name in with_e2e), None)
 
 
 def run_suite(
@@ -575,9 +596,11 @@ def run_suite(
                     f"no NVIDIA GPU here ({why}): {product.title} engines are built and run where one is",
                 )
     rows, frame = measure_frame(config, prepared, say)
+    rows += measure_jpeg_stage(prepared.spec, prepared.images, config.e2e_max_patches, say)
 
     reasons = {t.name: unavailable_reason(t, prepared) for t in config.targets}
-    plan = _Plan({name: reason is None for name, reason in reasons.items()})
+    serial = _serial_jpeg_target(config, reasons)
+    plan = _Plan({name: reason is None for name, reason in reasons.items()}, serial)
     progress = Progress(plan.steps(config, len(prepared.images)), "bench", enabled=show_progress, stream=_stderr())
 
     def step(row: Measurement) -> None:
@@ -601,7 +624,7 @@ def run_suite(
         say(f"{target.name}: measuring")
         try:
             target_rows, outputs = _measure_target(target, opener(target, prepared, config), config, prepared, loop,
-                                                   frame, drift_batch, step)
+                                                   frame, drift_batch, step, serial_jpeg=target.name == serial)
         except Exception as exc:  # a target that cannot even load is one error row per suite, and the run goes on
             kind: Status = "oom" if is_out_of_memory(exc) else "error"
             text = f"{type(exc).__name__}: {_short(exc)}"
@@ -643,6 +666,8 @@ def _measure_target(
     frame: FrameFigures,
     drift_batch: DriftBatch | None,
     step: Callable[[Measurement], None],
+    *,
+    serial_jpeg: bool = False,
 ) -> tuple[list[Measurement], dict[str, np.ndarray] | None]:
     rows: list[Measurement] = []
     outputs: dict[str, np.ndarray] | None = None
@@ -659,6 +684,9 @@ def _measure_target(
             rows.append(skipped("e2e", target, prepared.images_reason or "no images"))
         for strategy in strategies if prepared.images else []:
             rows += measure_e2e(target, models, strategy, prepared.images, config.e2e_max_patches, on_image=step)
+        if serial_jpeg and strategies and prepared.images:  # the same photos with JPEG trials in line: before/after
+            rows += measure_e2e(target, models, strategies[0], prepared.images, config.e2e_max_patches,
+                                on_image=step, prefetch_jpeg=False)
         if drift_batch is not None:
             try:
                 outputs = run_graphs(models, drift_batch)

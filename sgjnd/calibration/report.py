@@ -1,6 +1,6 @@
 """Task-level accuracy of reduced-precision graphs against FP32, on held-out real images.
 
-The comparison itself is :func:`sgjnd.compare.run_comparison` (the same code as ``sgjnd compare``): the FP32 graphs
+The comparison itself is :func:`sgjnd.compare.task.run_comparison` (the same code as ``sgjnd compare``): the FP32 graphs
 of the model directory on ONNX Runtime's CPU provider are the reference and each new precision a target, run on ONNX
 Runtime's CPU provider too unless another backend is asked for (``backend="openvino"``, where ``bf16`` is also a
 precision: the FP32 graphs at bf16 inference precision).
@@ -9,7 +9,7 @@ precision: the FP32 graphs at bf16 inference precision).
   the FP32 features; cosine, max and mean absolute error of ``features``, ``q`` and ``w``.
 - Task level: the real :class:`~sgjnd.runtime.predictor.JNDPredictor` predicts each image's JND QF with both, and
   the differences give the mean |ΔQF|, the worst case and the share within ±1 QF, judged against the precision's
-  :class:`~sgjnd.compare.TaskBound`.
+  :class:`~sgjnd.compare.task.TaskBound`.
 
 This module adds the calibration facts (data, exclusions, CPU kernels, cache use) and a per-precision JSON document.
 """
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from sgjnd.calibration.sensitivity import format_noise
-from sgjnd.compare import ComparisonReport, TargetComparison, format_comparisons, run_comparison
+from sgjnd.compare.task import ComparisonReport, TargetComparison, run_comparison
+from sgjnd.compare.tensors import format_comparisons
 from sgjnd.runtime.source import ModelSource
 
 REPORT_QFS: tuple[int, ...] = (10, 30, 50, 70, 90)

@@ -1,4 +1,5 @@
-"""Argument groups shared by several subcommands (model selection, prediction settings)."""
+"""What several subcommands share: argument groups (model selection, prediction settings, batch workers) and the
+one-line stderr messages of a run. Subcommand modules import this one, never each other."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import sys
 from pathlib import Path
 
 from sgjnd.errors import UsageError
+from sgjnd.jobs.runner import JobConfig
 from sgjnd.runtime.backends.base import ModelBackends
+from sgjnd.runtime.backends.ort import DEFAULT_PROVIDERS
 from sgjnd.runtime.backends.registry import list_backends
 from sgjnd.runtime.modeldir import RUN_PRECISIONS
 from sgjnd.runtime.predictor import PredictConfig
@@ -16,6 +19,7 @@ from sgjnd.runtime.source import AUTO, ModelSource, open_source
 
 _SEARCH_DEFAULTS = SearchConfig()
 _PREDICT_DEFAULTS = PredictConfig()
+_JOB_DEFAULTS = JobConfig()
 
 
 def add_model_args(parser: argparse.ArgumentParser, *, positional: bool = False) -> None:
@@ -29,7 +33,9 @@ def add_model_args(parser: argparse.ArgumentParser, *, positional: bool = False)
     if positional:
         group.add_argument("model_arg", nargs="?", type=Path, metavar="MODEL", help="same as --model")
     group.add_argument(
-        "--model", type=Path, default=None,
+        "--model",
+        type=Path,
+        default=None,
         help="a model directory from `sgjnd export` or a checkpoint (.pt); default: the bundled demo model",
     )
     group.add_argument("--weights", type=Path, default=None, help=argparse.SUPPRESS)  # deprecated alias of --model
@@ -52,7 +58,7 @@ def add_model_args(parser: argparse.ArgumentParser, *, positional: bool = False)
         "--providers",
         default=None,
         help="ONNX Runtime execution providers in order of preference, comma-separated (cpu, cuda, tensorrt); "
-        "default: cpu",
+        f"default: {','.join(DEFAULT_PROVIDERS)}",
     )
     group.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the library's choice)")
     group.add_argument("--device", default=None, help="torch device for --backend torch (default: cpu)")
@@ -75,6 +81,12 @@ def source_from_args(args: argparse.Namespace) -> ModelSource:
 def announce(line: str) -> None:
     """Print what a resolution picked, on stderr (stdout stays the command's output)."""
     print(line, file=sys.stderr)
+
+
+def report_failure(command: str, path: Path, reason: str) -> None:
+    """One stderr line for a file that failed; the path is not repeated when the reason starts with it."""
+    prefix = "" if reason.startswith(str(path)) else f"{path}: "
+    print(f"sgjnd {command}: {prefix}{reason}", file=sys.stderr, flush=True)
 
 
 def open_model_from_args(args: argparse.Namespace) -> ModelBackends:
@@ -127,3 +139,20 @@ def predict_config_from_args(args: argparse.Namespace) -> PredictConfig:
         batch_size=args.batch_size,
         max_pixels=args.max_pixels,
     )
+
+
+def add_job_args(parser: argparse.ArgumentParser) -> None:
+    """--workers and --prefetch of a batch over many files (`sgjnd predict`, `sgjnd compress`)."""
+    group = parser.add_argument_group("batch")
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=_JOB_DEFAULTS.workers,
+        help="threads that decode, make JPEG trials and run the model (one inference at a time)",
+    )
+    group.add_argument("--prefetch", type=int, default=_JOB_DEFAULTS.prefetch, help="images read ahead of the workers")
+
+
+def job_config_from_args(args: argparse.Namespace) -> JobConfig:
+    """The JobConfig the arguments describe."""
+    return JobConfig(workers=args.workers, prefetch=args.prefetch)

@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PROFILE_NAMES = ("quick", "full")
-
 
 def _batch_list(text: str) -> tuple[int, ...]:
     try:
@@ -21,6 +19,8 @@ def _batch_list(text: str) -> tuple[int, ...]:
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
+    from sgjnd.bench.config import PROFILES
+
     parser: argparse.ArgumentParser = sub.add_parser(
         "bench",
         help="benchmark every backend and precision against the PyTorch reference",
@@ -32,33 +32,54 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--profile", choices=PROFILE_NAMES, default="quick",
-                        help="built-in settings: quick (tiny model, seconds; CI) or full (sgjnd_r50, ~15 min on 2 "
-                        "cores); benchmarks/<profile>.json shows them")
+    source.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        default="quick",
+        help="built-in settings: quick (tiny model, seconds; CI) or full (sgjnd_r50, ~15 min on 2 "
+        "cores); benchmarks/<profile>.json shows them",
+    )
     source.add_argument("--config", type=Path, help="a JSON config (fields of sgjnd.bench.config.BenchConfig)")
     parser.add_argument("-o", "--out", type=Path, default=Path("bench-output"), help="output directory")
     model = parser.add_mutually_exclusive_group()
-    model.add_argument("--model", type=Path,
-                       help="a checkpoint (exported into --out/model) or a model directory, benchmarked as it is (read "
-                       "only; a matching .pt in it or its parent is the PyTorch reference)")
+    model.add_argument(
+        "--model",
+        type=Path,
+        help="a checkpoint (exported into --out/model) or a model directory, benchmarked as it is (read "
+        "only; a matching .pt in it or its parent is the PyTorch reference)",
+    )
     model.add_argument("--weights", type=Path, help=argparse.SUPPRESS)  # deprecated alias of --model
-    parser.add_argument("--compare", type=Path, metavar="OLD.json",
-                        help="compare with an earlier bench.json: print and write regressions and improvements")
-    parser.add_argument("--results", type=Path, metavar="NEW.json",
-                        help="with --compare: compare this bench.json instead of measuring")
-    parser.add_argument("--fail-on-regression", action="store_true",
-                        help="exit with status 1 when --compare finds a regression")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="OLD.json",
+        help="compare with an earlier bench.json: print and write regressions and improvements",
+    )
+    parser.add_argument(
+        "--results", type=Path, metavar="NEW.json", help="with --compare: compare this bench.json instead of measuring"
+    )
+    parser.add_argument(
+        "--fail-on-regression", action="store_true", help="exit with status 1 when --compare finds a regression"
+    )
     overrides = parser.add_argument_group("overrides of the profile or config (default: its value)")
     overrides.add_argument("--batch-sizes", type=_batch_list, default=argparse.SUPPRESS, help="e.g. 1,8,16,32")
-    overrides.add_argument("--targets", default=argparse.SUPPRESS,
-                           help="comma-separated target names to keep (torch/fp32 is always kept: the reference)")
+    overrides.add_argument(
+        "--targets",
+        default=argparse.SUPPRESS,
+        help="comma-separated target names to keep (torch/fp32 is always kept: the reference)",
+    )
     overrides.add_argument("--warmup", type=int, default=argparse.SUPPRESS, help="untimed calls per point")
     overrides.add_argument("--iters", type=int, default=argparse.SUPPRESS, help="most timed calls per point")
     overrides.add_argument("--min-iters", type=int, default=argparse.SUPPRESS, help="fewest timed calls per point")
     overrides.add_argument("--max-seconds", type=float, default=argparse.SUPPRESS, help="time budget per point")
     overrides.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="intra-op threads of every backend")
-    overrides.add_argument("--threshold", type=float, default=argparse.SUPPRESS, dest="compare_threshold",
-                           help="relative change that --compare flags (0.1 = 10%%)")
+    overrides.add_argument(
+        "--threshold",
+        type=float,
+        default=argparse.SUPPRESS,
+        dest="compare_threshold",
+        help="relative change that --compare flags (0.1 = 10%%)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--dump-config", action="store_true", help="print the effective config as JSON and exit")
@@ -82,11 +103,13 @@ def config_from_args(args: argparse.Namespace) -> Any:
         wanted = {t.strip() for t in args.targets.split(",") if t.strip()} | {REFERENCE}
         unknown = sorted(wanted - {t.name for t in config.targets})
         if unknown:
-            raise UsageError(f"unknown target(s) {unknown} in --targets: expected some of "
-                             f"{[t.name for t in config.targets]}")
+            raise UsageError(
+                f"unknown target(s) {unknown} in --targets: expected some of {[t.name for t in config.targets]}"
+            )
         changes["targets"] = tuple(t for t in config.targets if t.name in wanted)
-        changes["e2e_strategies"] = {s: tuple(n for n in names if n == "*" or n in wanted)
-                                     for s, names in config.e2e_strategies.items()}
+        changes["e2e_strategies"] = {
+            s: tuple(n for n in names if n == "*" or n in wanted) for s, names in config.e2e_strategies.items()
+        }
     return config.replace(**changes) if changes else config
 
 
@@ -110,12 +133,21 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out, what="benchmark output folder (-o)")
 
     weights, model_dir = _model(args)
-    outcome = benchmark(config, args.out, weights=weights, model_dir=model_dir, compare_with=args.compare,
-                        plots=not args.no_plots, show_progress=not args.quiet)
+    outcome = benchmark(
+        config,
+        args.out,
+        weights=weights,
+        model_dir=model_dir,
+        compare_with=args.compare,
+        plots=not args.no_plots,
+        show_progress=not args.quiet,
+    )
     rows = speedup_rows(outcome.run)
     print(f"sgjnd bench ({config.profile}, {outcome.run.model.get('name')}, {outcome.run.duration_s / 60:.1f} min)")
-    print(f"{'target':<20} {'status':<10} {'ms/patch@' + str(config.speedup_batch):>12} {'speed-up':>9} "
-          f"{'ms/image':>9} {'speed-up':>9}")
+    print(
+        f"{'target':<20} {'status':<10} {'ms/patch@' + str(config.speedup_batch):>12} {'speed-up':>9} "
+        f"{'ms/image':>9} {'speed-up':>9}"
+    )
     for r in rows:
         print(f"{r[0].strip('`'):<20} {r[2][:10]:<10} {r[3]:>12} {r[4]:>9} {r[6]:>9} {r[7]:>9}")
     for role, path in outcome.files.items():

@@ -44,42 +44,58 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="model directory from `sgjnd export`")
     parser.add_argument("--precision", choices=BUILD_PRECISIONS, default=_DEFAULTS.precision, help="engine precision")
     parser.add_argument(
-        "--runtime", choices=tuple(PRODUCTS), default=_DEFAULTS.runtime,
+        "--runtime",
+        choices=tuple(PRODUCTS),
+        default=_DEFAULTS.runtime,
         help="the NVIDIA library that builds and runs the engines: full TensorRT (on the target GPU) or TensorRT-RTX "
         "(ahead of time, no GPU needed to build)",
     )
     parser.add_argument(
-        "--compute-capability", default="", metavar="CC[,CC...]",
+        "--compute-capability",
+        default=",".join(_DEFAULTS.compute_capabilities),
+        metavar="CC[,CC...]",
         help=f"tensorrt-rtx only: target compute capabilities, some of {','.join(RTX_COMPUTE_CAPABILITIES)} "
         f"(default: {','.join(RTX_DEFAULT_COMPUTE_CAPABILITIES)}, Ampere and later; build 7.5 on its own)",
     )
     parser.add_argument(
-        "--batch", default=str(_DEFAULTS.batch), metavar="MIN,OPT,MAX",
+        "--batch",
+        default=str(_DEFAULTS.batch),
+        metavar="MIN,OPT,MAX",
         help="batch-axis optimisation profile for every input; kernels are tuned for OPT, buffers sized for MAX",
     )
     parser.add_argument(
         "--workspace", type=float, default=_DEFAULTS.workspace_gib, metavar="GiB", help="builder workspace limit"
     )
     parser.add_argument(
-        "--opt-level", type=int, default=_DEFAULTS.opt_level, metavar="N",
+        "--opt-level",
+        type=int,
+        default=_DEFAULTS.opt_level,
+        metavar="N",
         help=f"builder optimisation level 0..{MAX_OPT_LEVEL}: lower builds faster, higher may run faster",
     )
     parser.add_argument(
-        "--timing-cache", type=Path, default=_DEFAULTS.timing_cache, metavar="FILE",
+        "--timing-cache",
+        type=Path,
+        default=_DEFAULTS.timing_cache,
+        metavar="FILE",
         help="timing cache to load before and save after each build (speeds up rebuilds; per GPU and TensorRT)",
     )
     parser.add_argument(
-        "--version-compatible", action="store_true",
+        "--version-compatible",
+        action="store_true",
         help="engine that later TensorRT releases of the same major version can run; it embeds host code, which "
         "the runtime loads only when allowed (allow_host_code=True)",
     )
     parser.add_argument(
-        "--hardware-compatibility", choices=HARDWARE_COMPATIBILITY, default=_DEFAULTS.hardware_compatibility,
+        "--hardware-compatibility",
+        choices=HARDWARE_COMPATIBILITY,
+        default=_DEFAULTS.hardware_compatibility,
         help="ampere+: any GPU of compute capability >= 8.0; same-cc: any GPU of this GPU's compute capability "
         "(both may be slower); None: this GPU model only",
     )
     parser.add_argument(
-        "--legacy-precision-flags", action="store_true",
+        "--legacy-precision-flags",
+        action="store_true",
         help="LEGACY, TensorRT 10 only (removed in 11): build the FP32 graphs weakly typed with BuilderFlag.FP16/INT8; "
         "int8 needs a calibration cache or calibration batches through the Python API",
     )

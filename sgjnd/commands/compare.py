@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from sgjnd.commands._args import add_predict_args, predict_config_from_args
-from sgjnd.compare import COMPARE_QFS
+from sgjnd.compare.task import COMPARE_QFS
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
+    from sgjnd.runtime.backends.ort import DEFAULT_PROVIDERS
+
     parser: argparse.ArgumentParser = sub.add_parser(
         "compare",
         help="compare backends and precisions against a reference (tensors and JND QF)",
@@ -25,20 +27,38 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("images", nargs="*", type=Path, help="image files (none: the bundled sample photos)")
     parser.add_argument("--ref", required=True, help="reference target, e.g. torch:model.pt")
-    parser.add_argument("--target", action="append", required=True, dest="targets",
-                        help="target to compare (repeat for several), e.g. onnxruntime:models/r50:fp16")
-    parser.add_argument("--qf", default=",".join(map(str, COMPARE_QFS)),
-                        help="JPEG qualities of the distorted patches at the tensor level, comma-separated")
+    parser.add_argument(
+        "--target",
+        action="append",
+        required=True,
+        dest="targets",
+        help="target to compare (repeat for several), e.g. onnxruntime:models/r50:fp16",
+    )
+    parser.add_argument(
+        "--qf",
+        default=",".join(map(str, COMPARE_QFS)),
+        help="JPEG qualities of the distorted patches at the tensor level, comma-separated",
+    )
     parser.add_argument("--patches", type=int, default=4, help="reference patches per image at the tensor level")
-    parser.add_argument("--task", action=argparse.BooleanOptionalAction, default=True,
-                        help="compare the JND QF per image (the task level) besides the tensors")
-    parser.add_argument("--providers", default=None,
-                        help="ONNX Runtime execution providers for onnxruntime targets, comma-separated (default: cpu)")
+    parser.add_argument(
+        "--task",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compare the JND QF per image (the task level) besides the tensors",
+    )
+    parser.add_argument(
+        "--providers",
+        default=None,
+        help="ONNX Runtime execution providers for onnxruntime targets, comma-separated (default: "
+        f"{','.join(DEFAULT_PROVIDERS)})",
+    )
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the library's choice)")
     parser.add_argument("--device", default=None, help="torch device for torch targets (default: cpu)")
     parser.add_argument("--json", type=Path, help="also write the full report as JSON to this file")
     parser.add_argument(
-        "--report", type=Path, metavar="DIR",
+        "--report",
+        type=Path,
+        metavar="DIR",
         help="also write DIR/report.html: every target's S(QF) curve on one plot and its JND per image, the patch "
         "grid and the zoomed versions of the reference (self-contained, no network; needs the task level)",
     )
@@ -50,7 +70,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sgjnd.compare import run_comparison
+    from sgjnd.compare.task import run_comparison
     from sgjnd.errors import UsageError
     from sgjnd.fileio import write_atomic
 
@@ -109,8 +129,12 @@ def _write_visual_report(directory: Path, report: Any, images: list[Path], confi
     spec: ModelSpec | None = report.model
     if spec is None or not labels:
         raise UsageError("the comparison has no task-level predictions to show")
-    run_report = RunReport(directory, ViewSettings(patch_size=spec.patch_size, threshold=config.search.threshold),
-                           JpegCodec(spec.jpeg), max_pixels=config.max_pixels)
+    run_report = RunReport(
+        directory,
+        ViewSettings(patch_size=spec.patch_size, threshold=config.search.threshold),
+        JpegCodec(spec.jpeg),
+        max_pixels=config.max_pixels,
+    )
     run_report.header += [f"JND QF {label}" for label in labels[1:]]
     for index, (path, result) in enumerate(zip(images, first, strict=True)):
         run_report.add(path, result, series=[(label, report.predictions[label][index]) for label in labels])

@@ -8,9 +8,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sgjnd.commands._args import add_model_args, add_predict_args, open_model_from_args, predict_config_from_args
-from sgjnd.commands.predict import add_job_args, job_config_from_args, quiet_opencv, report_failure
+from sgjnd.commands._args import (
+    add_job_args,
+    add_model_args,
+    add_predict_args,
+    job_config_from_args,
+    open_model_from_args,
+    predict_config_from_args,
+    report_failure,
+)
 from sgjnd.compress import CompressConfig
+from sgjnd.runtime.opencv_log import quiet_opencv
 
 _DEFAULTS = CompressConfig()
 
@@ -51,7 +59,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from sgjnd.compress import CompressJob, CompressTotals, OutputGuard
-    from sgjnd.jobs import Tally, check_inputs, expand_inputs, first_or_refuse, run_jobs, serialize_backends
+    from sgjnd.jobs.inputs import check_inputs, expand_inputs, first_or_refuse
+    from sgjnd.jobs.runner import Tally, run_jobs, serialize_backends
     from sgjnd.runtime.predictor import JNDPredictor
 
     predict_config = predict_config_from_args(args)
@@ -64,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     )
     jobs = job_config_from_args(args)
     check_inputs(args.images)
-    quiet_opencv(getattr(args, "verbose", 0))
+    quiet_opencv(getattr(args, "verbose", 0), load=True)
     # Every run-wide refusal happens before the model loads and before anything is written.
     guard = OutputGuard(args.out_dir, args.images, overwrite=args.overwrite, skip_existing=args.skip_existing)
     items = first_or_refuse(expand_inputs(args.images, exclude=[args.out_dir]), args.images)

@@ -12,6 +12,10 @@ from sgjnd.errors import UsageError
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
+    from sgjnd.data.datasets import KINDS
+    from sgjnd.data.labels import AGGREGATIONS, LabelConfig
+
+    labels = LabelConfig()
     parser: argparse.ArgumentParser = sub.add_parser(
         "evaluate",
         help="evaluate a checkpoint or model directory against a JND dataset",
@@ -21,14 +25,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "plots into the output folder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("model_arg", type=Path, metavar="MODEL",
-                        help="checkpoint (.pt) or model directory (sgjnd export); same as --model")
+    parser.add_argument(
+        "model_arg",
+        type=Path,
+        metavar="MODEL",
+        help="checkpoint (.pt) or model directory (sgjnd export); same as --model",
+    )
     parser.add_argument("data", type=Path, help="dataset folder (MCL-JCI, KonJND-1k) or proxy-label CSV")
     parser.add_argument("-o", "--output", type=Path, default=Path("eval-output"), help="report folder")
-    parser.add_argument("--kind", default="auto", choices=("auto", "mcl-jci", "konjnd-1k", "proxy"),
-                        help="dataset layout")
-    parser.add_argument("--label", default="median", choices=("median", "mean", "sur"), help="label aggregation")
-    parser.add_argument("--sur-p", type=float, default=0.5, help="p of --label sur")
+    parser.add_argument("--kind", default="auto", choices=("auto", *KINDS), help="dataset layout")
+    parser.add_argument("--label", default=labels.method, choices=AGGREGATIONS, help="label aggregation")
+    parser.add_argument("--sur-p", type=float, default=labels.p, help="p of --label sur")
     parser.add_argument("--only", nargs="*", default=None, help="evaluate only these source names or groups")
     parser.add_argument("--exclude", nargs="*", default=None, help="leave out these source names or groups")
     parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
@@ -57,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         raise UsageError(f"give the model once: as MODEL ({args.model_arg}), not also as --model")
     with open_model_from_args(args) as models:
-        result = evaluate_dataset(models, dataset, config, LabelConfig(args.label, args.sur_p),
-                                  progress=not args.quiet)
+        result = evaluate_dataset(models, dataset, config, LabelConfig(args.label, args.sur_p), progress=not args.quiet)
     files = write_report(result, args.output, plots=not args.no_plots)
     if not dataset.human:
         print("labels: PROXY LABELS (oracle metric), not human data", file=sys.stderr)

@@ -7,10 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-_ORACLES = ("butteraugli", "ssimulacra2")
-
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
+    from sgjnd.labels.oracle import ORACLES
+    from sgjnd.labels.proxy import ProxyConfig
+
+    defaults = ProxyConfig()
+    thresholds = ", ".join(
+        f"{o.unit} {'>' if o.higher_is_worse else '<'} {o.default_threshold:g}" for o in ORACLES.values()
+    )
     parser: argparse.ArgumentParser = sub.add_parser(
         "label",
         help="proxy JND labels of images from an oracle metric (not human data)",
@@ -22,25 +27,51 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("images", nargs="+", type=Path, help="image files, or folders of images (not recursive)")
     parser.add_argument("-o", "--output", type=Path, help="labels CSV to write (a .json sidecar goes beside it)")
-    parser.add_argument("--oracle", choices=_ORACLES, default="butteraugli",
-                        help="butteraugli: libjxl butteraugli_main 3-norm; ssimulacra2: the Python port")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="visibility threshold (default: the oracle's calibrated one: 3-norm > 2.0, "
-                        "SSIMULACRA2 < 51)")
-    parser.add_argument("--min-qf", type=int, default=1, help="lowest candidate QF")
-    parser.add_argument("--max-qf", type=int, default=100, help="highest candidate QF")
-    parser.add_argument("--qf-step", type=int, default=4,
-                        help="coarse pass stride over the candidates before refining near the crossing (1: every QF)")
-    parser.add_argument("--patch-size", type=int, default=224, help="side of the patches labelled individually")
-    parser.add_argument("--max-patches", type=int, default=8, help="patches labelled per image (0: images only)")
-    parser.add_argument("--subsampling", choices=("420", "422", "444"), default="420",
-                        help="JPEG chroma subsampling (must equal the model spec's; the runtime default is 420)")
+    parser.add_argument(
+        "--oracle",
+        choices=tuple(ORACLES),
+        default=defaults.oracle,
+        help="butteraugli: libjxl butteraugli_main 3-norm; ssimulacra2: the Python port",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=defaults.threshold,
+        help=f"visibility threshold (default: the oracle's calibrated one: {thresholds})",
+    )
+    parser.add_argument("--min-qf", type=int, default=defaults.qfs[0], help="lowest candidate QF")
+    parser.add_argument("--max-qf", type=int, default=defaults.qfs[-1], help="highest candidate QF")
+    parser.add_argument(
+        "--qf-step",
+        type=int,
+        default=defaults.coarse_step,
+        help="coarse pass stride over the candidates before refining near the crossing (1: every QF)",
+    )
+    parser.add_argument(
+        "--patch-size", type=int, default=defaults.patch_size, help="side of the patches labelled individually"
+    )
+    parser.add_argument(
+        "--max-patches", type=int, default=defaults.max_patches, help="patches labelled per image (0: images only)"
+    )
+    parser.add_argument(
+        "--subsampling",
+        choices=("420", "422", "444"),
+        default=defaults.jpeg.subsampling,
+        help="JPEG chroma subsampling (must equal the model spec's; the runtime default is "
+        f"{defaults.jpeg.subsampling})",
+    )
     parser.add_argument("-j", "--jobs", type=int, default=1, help="images labelled in parallel (processes)")
-    parser.add_argument("--cache", type=Path, default=None,
-                        help="score cache folder (default: OUTPUT.cache/ beside the labels CSV)")
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="score cache folder (default: OUTPUT.cache/ beside the labels CSV)"
+    )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the score cache")
-    parser.add_argument("--calibrate-to", type=int, default=None, metavar="QF",
-                        help="instead of labelling, print the threshold that puts the median proxy JND at QF")
+    parser.add_argument(
+        "--calibrate-to",
+        type=int,
+        default=None,
+        metavar="QF",
+        help="instead of labelling, print the threshold that puts the median proxy JND at QF",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(run=run)
     return parser
@@ -61,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
 
         check_output_file(args.output, what="labels CSV", ours=is_labels_csv)
         check_output_file(
-            args.output.with_name(args.output.name + ".json"), what="labels sidecar (.json)",
+            args.output.with_name(args.output.name + ".json"),
+            what="labels sidecar (.json)",
             ours=lambda p: is_json_object_file(p, ("proxy", "statement")),
         )
     config = ProxyConfig(
@@ -80,14 +112,19 @@ def run(args: argparse.Namespace) -> int:
         cache_dir = args.cache or default
 
     if args.calibrate_to is not None:
-        result, failures = calibrate(paths, config, args.calibrate_to, cache_dir=cache_dir, jobs=args.jobs,
-                                     progress=not args.quiet)
-        print(f"{'image':<36} {'score@' + str(result.target_qf):>10} {'score@' + str(result.target_qf + 1):>10} "
-              f"{'midpoint':>10}")
+        result, failures = calibrate(
+            paths, config, args.calibrate_to, cache_dir=cache_dir, jobs=args.jobs, progress=not args.quiet
+        )
+        print(
+            f"{'image':<36} {'score@' + str(result.target_qf):>10} {'score@' + str(result.target_qf + 1):>10} "
+            f"{'midpoint':>10}"
+        )
         for name, (a, b, m) in result.per_image.items():
             print(f"{name[:36]:<36} {a:>10.4f} {b:>10.4f} {m:>10.4f}")
-        print(f"{args.oracle} threshold for a median proxy JND at QF {result.target_qf}: {result.threshold:.4f} "
-              f"(median of {len(result.per_image)} image(s))")
+        print(
+            f"{args.oracle} threshold for a median proxy JND at QF {result.target_qf}: {result.threshold:.4f} "
+            f"(median of {len(result.per_image)} image(s))"
+        )
         _report_failures(failures)
         return 1 if failures else 0
 
@@ -101,8 +138,10 @@ def run(args: argparse.Namespace) -> int:
     for item in labels:
         pj = [p.jnd_qf for p in item.patches]
         spread = f"{min(pj)}..{max(pj)} (median {sorted(pj)[len(pj) // 2]})" if pj else "-"
-        print(f"{item.name[:36]:<36} {f'{item.width}x{item.height}':>10} {item.jnd_qf:>6} {spread:>24} "
-              f"{item.evaluated:>6}")
+        print(
+            f"{item.name[:36]:<36} {f'{item.width}x{item.height}':>10} {item.jnd_qf:>6} {spread:>24} "
+            f"{item.evaluated:>6}"
+        )
     if labels:
         print(f"wrote {args.output} and {args.output.name}.json: {len(labels)} image(s), proxy labels (not human data)")
     _report_failures(failures)

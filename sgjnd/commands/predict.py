@@ -8,10 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from sgjnd.commands._args import add_model_args, add_predict_args, open_model_from_args, predict_config_from_args
-from sgjnd.jobs import JobConfig
-
-_JOB_DEFAULTS = JobConfig()
+from sgjnd.commands._args import (
+    add_job_args,
+    add_model_args,
+    add_predict_args,
+    job_config_from_args,
+    open_model_from_args,
+    predict_config_from_args,
+    report_failure,
+)
+from sgjnd.runtime.opencv_log import quiet_opencv
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -33,7 +39,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     add_ray_args(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON line per image instead of a table")
     parser.add_argument(
-        "--report", type=Path, metavar="DIR",
+        "--report",
+        type=Path,
+        metavar="DIR",
         help="also write DIR/report.html: a self-contained page (no network) with, per image, the S(QF) curve, the "
         "patch grid coloured by q and w, and the most-weighted patch in the original, at the recommended quality and "
         "a few QFs below the JND (first 50 images in full, all in its table)",
@@ -51,59 +59,22 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def add_job_args(parser: argparse.ArgumentParser) -> None:
-    """--workers and --prefetch (shared with `sgjnd compress`)."""
-    group = parser.add_argument_group("batch")
-    group.add_argument(
-        "--workers",
-        type=int,
-        default=_JOB_DEFAULTS.workers,
-        help="threads that decode, make JPEG trials and run the model (one inference at a time)",
-    )
-    group.add_argument(
-        "--prefetch", type=int, default=_JOB_DEFAULTS.prefetch, help="images read ahead of the workers"
-    )
-
-
-def quiet_opencv(verbose: int) -> None:
-    """Hide OpenCV's own log lines unless ``-v`` (see :func:`sgjnd.cli.quiet_opencv`; kept for callers of this one)."""
-    import cv2
-
-    from sgjnd.cli import quiet_opencv as quiet
-
-    del cv2  # imported first, so that the log level is set on the loaded module
-    quiet(verbose)
-
-
-def job_config_from_args(args: argparse.Namespace) -> JobConfig:
-    """The JobConfig the arguments describe."""
-    return JobConfig(workers=args.workers, prefetch=args.prefetch)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.ray is not None:
         return predict_on_ray_from_args(args)
-    from sgjnd.jobs import (
-        PredictJob,
-        ResultLog,
-        Tally,
-        check_inputs,
-        expand_inputs,
-        first_or_refuse,
-        is_list_file,
-        run_jobs,
-        serialize_backends,
-    )
+    from sgjnd.jobs.inputs import check_inputs, expand_inputs, first_or_refuse, is_list_file
+    from sgjnd.jobs.results_log import ResultLog
+    from sgjnd.jobs.runner import PredictJob, Tally, run_jobs, serialize_backends
     from sgjnd.runtime.predictor import JNDPredictor
 
     config = predict_config_from_args(args)
     jobs = job_config_from_args(args)
     check_inputs(args.images)
     if args.out is not None:
-        from sgjnd.jobs import check_results_log
+        from sgjnd.jobs.results_log import check_results_log
 
         check_results_log(args.out)  # before the model loads: a refused --out costs nothing and is left intact
-    quiet_opencv(getattr(args, "verbose", 0))
+    quiet_opencv(getattr(args, "verbose", 0), load=True)
     many = args.out is not None or len(args.images) > 1 or any(p.is_dir() or is_list_file(p) for p in args.images)
     exclude = [args.out] if args.out is not None else []
     items = first_or_refuse(expand_inputs(args.images, exclude=exclude), args.images)
@@ -144,8 +115,10 @@ def run(args: argparse.Namespace) -> int:
                     if report is not None:
                         report.add(outcome.item.path, outcome.value)
         if report is not None:
-            page = report.write("JND report", f"{models.model.name} on {models.encoder.description}; weights: "
-                                f"{models.weights or 'unknown'}")
+            page = report.write(
+                "JND report",
+                f"{models.model.name} on {models.encoder.description}; weights: {models.weights or 'unknown'}",
+            )
             print(f"sgjnd predict: report: {page}", file=sys.stderr)
     if many:
         where = f" -> {args.out}" if args.out is not None else ""
@@ -172,15 +145,9 @@ def _write_record(results: Any, record: dict[str, Any], path: Path) -> None:
 
 
 def _dumps(record: dict[str, Any]) -> str:
-    from sgjnd.jobs import json_safe
+    from sgjnd.jobs.results_log import json_safe
 
     return json.dumps(json_safe(record), allow_nan=False)
-
-
-def report_failure(command: str, path: Path, reason: str) -> None:
-    """One stderr line for a file that failed; the path is not repeated when the reason starts with it."""
-    prefix = "" if reason.startswith(str(path)) else f"{path}: "
-    print(f"sgjnd {command}: {prefix}{reason}", file=sys.stderr, flush=True)
 
 
 class _TableWriter:

@@ -174,7 +174,8 @@ class JNDScorer:
     def score(self, data: bytes, path: str) -> str:
         """The JSON record of one file (a result, or the reason it failed)."""
         from sgjnd.fileio import sha256_bytes
-        from sgjnd.jobs import INTERNAL_ERROR, json_safe, name_source
+        from sgjnd.jobs.results_log import json_safe
+        from sgjnd.jobs.runner import INTERNAL_ERROR, name_source
 
         key = _key(path)
         base: dict[str, Any] = {"source": path, "path": key, "sha256": sha256_bytes(data)}
@@ -264,7 +265,7 @@ def pool_size(job: RayJobConfig, resources: Mapping[str, float]) -> int:
 
 def _split_inputs(inputs: Sequence[Path | str], exclude: Sequence[Path]) -> tuple[list[str], list[str], list[str]]:
     """(local files to read, remote URIs, local files that are missing) from files, folders, lists and URIs."""
-    from sgjnd.jobs import expand_inputs
+    from sgjnd.jobs.inputs import expand_inputs
 
     local_args = [Path(a) for a in inputs if "://" not in str(a)]
     uris = [str(a) for a in inputs if "://" in str(a)]
@@ -305,7 +306,7 @@ def predict_on_ray(
     import ray
     import ray.data
 
-    from sgjnd.jobs import IMAGE_SUFFIXES
+    from sgjnd.jobs.inputs import IMAGE_SUFFIXES
 
     job = job or RayJobConfig()
     predict = predict or PredictConfig()

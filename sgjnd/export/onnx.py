@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 import sgjnd
-from sgjnd.compare import OutputComparison, Tolerance, compare_outputs, format_comparisons, tolerances_for
+from sgjnd.compare.tensors import OutputComparison, Tolerance, compare_outputs, format_comparisons, tolerances_for
 from sgjnd.errors import ExportError, SgjndError, UsageError
 from sgjnd.fileio import atomic_output, sha256_bytes
 from sgjnd.runtime.modeldir import artifact_path

@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sgjnd import __version__
 from sgjnd.errors import SgjndError
-from sgjnd.jobs import json_safe
+from sgjnd.jobs.results_log import json_safe
 from sgjnd.runtime.backends.base import ModelBackends
 from sgjnd.runtime.predictor import JNDPredictor
 from sgjnd.runtime.source import open_source

@@ -258,6 +258,30 @@ def test_tiny_run_writes_every_output(tiny_run):
     assert drift["features"].passed and drift["q"].cosine > 0.9999 and drift["jnd_qf"].qf_diff == 0
 
 
+def test_tiny_run_measures_the_jpeg_stage_and_the_overlap(tiny_run):
+    from sgjnd.bench.results import read_run
+
+    run = read_run(tiny_run / "bench.json")
+    jpeg = {r.target: r for r in run.select("jpeg")}
+    for method in ("jpeg/opencv", "jpeg/exact-numpy"):
+        row = jpeg[method]
+        assert row.status == "ok" and row.n == 100 and row.trial_ms > 0 and row.total_ms > 0  # 1 patch x 100 QFs
+    assert jpeg["jpeg/exact-cuda"].status in ("ok", "skipped") and (jpeg["jpeg/exact-cuda"].reason or
+                                                                    jpeg["jpeg/exact-cuda"].status == "ok")
+    # the first CPU target runs its first strategy twice: trials overlapped (default) and in line; same JNDs
+    overlapped = run.select("e2e", target=REFERENCE, strategy="coarse-to-fine", status="ok", variant="")
+    serial = run.select("e2e", target=REFERENCE, strategy="coarse-to-fine", status="ok", variant="serial-jpeg")
+    assert len(serial) == len(overlapped) == 1
+    assert serial[0].jnd_qf == overlapped[0].jnd_qf and serial[0].encoder_passes == overlapped[0].encoder_passes
+    for r in overlapped + serial:  # float32 encoder input: 3 x s x s x 4 bytes per pass
+        assert r.h2d_bytes and r.h2d_bytes == r.encoder_passes * r.h2d_bytes // r.encoder_passes
+        assert (r.h2d_bytes // r.encoder_passes) % 12 == 0
+    text = (tiny_run / "bench.md").read_text()
+    assert "## JPEG trials" in text and "serial-jpeg" in text and "input MiB" in text
+    # the serial rows are a variant: they do not count as a second run of the strategy in the summaries
+    assert not any(r.variant for r in run.rows if r.suite == "drift")
+
+
 def test_tiny_run_reports_skipped_targets_with_reasons(tiny_run):
     import importlib.util
 

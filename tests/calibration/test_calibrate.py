@@ -22,7 +22,7 @@ from sgjnd.spec import read_sidecar  # noqa: E402
 
 READER = ReaderConfig(num_patches=32, patches_per_image=4)
 INT8_JND_BOUND = 5
-"""|ΔQF| bound of INT8 vs FP32 on the held-out photos (compare.TASK_BOUNDS["int8"]); seeded tiny model: 0."""
+"""|ΔQF| bound of INT8 vs FP32 on the held-out photos (sgjnd.compare.task.TASK_BOUNDS["int8"]); seeded tiny model: 0."""
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ pytest.importorskip("torch")
 from conftest import demo_int8_exclusions
 
 from sgjnd.calibration.pipeline import CalibrationOutcome
-from sgjnd.compare import TaskBound
+from sgjnd.compare.task import TaskBound
 from sgjnd.spec import read_sidecar
 
 pytestmark = pytest.mark.slow

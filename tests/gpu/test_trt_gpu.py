@@ -82,7 +82,7 @@ def _ort_reference(model_dir: Path, graph: str, feeds: dict[str, np.ndarray]) ->
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_parity_with_onnxruntime_fp32(model_dir: Path, precision: str) -> None:
-    from sgjnd.compare import compare_outputs, format_comparisons, tolerances_for
+    from sgjnd.compare.tensors import compare_outputs, format_comparisons, tolerances_for
     from sgjnd.runtime.backends.registry import open_model
 
     engines(model_dir, precision)

@@ -34,7 +34,7 @@ def model_dir(tiny_graphs: Path) -> Path:
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_parity_with_onnxruntime_fp32(model_dir: Path, precision: str) -> None:
     ort = pytest.importorskip("onnxruntime")
-    from sgjnd.compare import compare_outputs, format_comparisons, tolerances_for
+    from sgjnd.compare.tensors import compare_outputs, format_comparisons, tolerances_for
     from sgjnd.runtime.backends.registry import open_model
 
     spec = read_sidecar(model_dir / "encoder.onnx").model

@@ -17,7 +17,7 @@ from conftest import fake_cpu
 ov = pytest.importorskip("openvino", reason="the openvino backend needs openvino: pip install 'sgjnd[openvino]'")
 pytest.importorskip("onnxruntime", reason="the tiny model is exported and compared with ONNX Runtime")
 
-from sgjnd.compare import compare_outputs, tolerances_for  # noqa: E402
+from sgjnd.compare.tensors import compare_outputs, tolerances_for  # noqa: E402
 from sgjnd.environment import cpu_info, openvino_cpu  # noqa: E402
 from sgjnd.errors import BackendUnavailable, SpecError, UsageError  # noqa: E402
 from sgjnd.runtime.backends import openvino_backend  # noqa: E402

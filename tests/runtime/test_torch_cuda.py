@@ -32,7 +32,7 @@ def test_tf32_is_off_inside_the_call_and_restored_after(device: str) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: runs on a machine with an NVIDIA GPU")
 def test_cuda_reference_matches_cpu_within_fp32_tolerance(photos: list[Path]) -> None:
     from sgjnd.calibration.reader import ReaderConfig, read_calibration_set
-    from sgjnd.compare import compare_outputs, tolerances_for
+    from sgjnd.compare.tensors import compare_outputs, tolerances_for
     from sgjnd.runtime.backends.registry import open_model
 
     assert torch.backends.cudnn.allow_tf32  # torch's default: the backend must turn TF32 off itself
