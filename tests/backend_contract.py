@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import pytest
 
-from sgjnd.errors import UsageError
-from sgjnd.runtime.backends.base import ModelBackends
+from sgjnd.errors import BackendError, UsageError
+from sgjnd.runtime.backends.base import ModelBackends, Runner
 
 
 def tiny_patches(n: int, seed: int = 0) -> np.ndarray:
@@ -31,3 +34,94 @@ def check_runs_both_graphs_at_any_batch(models: ModelBackends, description: str)
             models.encoder.infer({"patches": tiny_patches(65)})
         with pytest.raises(UsageError, match="must have shape"):
             models.encoder.infer({"patches": np.zeros((2, 3, 32, 32), np.float32)})
+
+
+# -- the contract every backend x precision passes against the PyTorch reference (test_backend_contract.py)
+
+
+def check_outputs_at_batches(models: ModelBackends, batches: Sequence[int]) -> None:
+    """Both graphs (entered) at each batch size: output names, shapes and dtypes of the spec, finite values, q in
+    (0, 1) and w > 0 (the head's sigmoid and softplus)."""
+    spec = models.model
+    for n in batches:
+        features = models.encoder.infer({"patches": tiny_patches(n, seed=n)})["features"]
+        assert features.shape == (n, spec.feature_dim) and features.dtype == np.float32, (n, features.shape)
+        assert np.isfinite(features).all()
+        out = models.head.infer({"f_ref": features, "f_dis": features[::-1].copy()})
+        assert set(out) == {"q", "w"}
+        for name in ("q", "w"):
+            assert out[name].shape == (n,) and out[name].dtype == np.float32, (name, out[name].shape, out[name].dtype)
+        assert np.all((out["q"] > 0) & (out["q"] < 1)) and np.all(out["w"] > 0)
+
+
+def check_batch_independence(models: ModelBackends, patches: np.ndarray, atol: float) -> None:
+    """Rows give the same outputs whatever batch they come in: all at once, one by one, and in batches of 3 (the
+    last one short); ``atol`` is relative to the largest feature (kernels may change with the batch size)."""
+    whole = models.encoder.infer({"patches": patches})["features"]
+    for size in (1, 3):
+        parts = [
+            models.encoder.infer({"patches": patches[i : i + size]})["features"]
+            for i in range(0, len(patches), size)
+        ]
+        np.testing.assert_allclose(np.concatenate(parts), whole, rtol=0, atol=atol * np.abs(whole).max())
+    ref, dis = whole, whole[::-1].copy()
+    head = models.head.infer({"f_ref": ref, "f_dis": dis})
+    for i in (0, len(ref) - 1):
+        row = models.head.infer({"f_ref": ref[i : i + 1], "f_dis": dis[i : i + 1]})
+        for name in ("q", "w"):
+            np.testing.assert_allclose(row[name], head[name][i : i + 1], rtol=0, atol=atol * np.abs(head[name]).max())
+
+
+def check_description(models: ModelBackends, backend: str, precision: str) -> None:
+    """Both runners' descriptions name the backend and the precision (as a word: ``int8`` is not ``int8-ort``)."""
+    for runner in (models.encoder, models.head):
+        text = runner.description
+        assert re.search(rf"(?<![\w-]){re.escape(backend)}(?![\w-])", text), (backend, text)
+        assert re.search(rf"(?<![\w-]){re.escape(precision)}(?![\w-])", text), (precision, text)
+
+
+def check_refuses_wrong_inputs(models: ModelBackends) -> None:
+    """Feeds of the wrong shape, dtype, name or batch are refused with a UsageError that names what was expected, and
+    the runner still works afterwards."""
+    s, f = models.model.patch_size, models.model.feature_dim
+    cases: list[tuple[Runner, dict[str, np.ndarray], str]] = [
+        (models.encoder, {"patches": np.zeros((2, 3, s // 2, s // 2), np.float32)}, "must have shape"),
+        (models.encoder, {"patches": np.zeros((2, s, s, 3), np.float32)}, "must have shape"),  # NHWC for NCHW
+        (models.encoder, {"patches": np.zeros((3, s, s), np.float32)}, "must have shape"),
+        (models.encoder, {"patches": np.zeros((2, 3, s, s), np.float64)}, "must be float32"),
+        (models.encoder, {"images": np.zeros((2, 3, s, s), np.float32)}, r"expects inputs \['patches'\]"),
+        (models.head, {"f_ref": np.zeros((2, f), np.float32), "f_dis": np.zeros((2, f + 1), np.float32)},
+         "must have shape"),
+        (models.head, {"f_ref": np.zeros((2, f), np.float32), "f_dis": np.zeros((3, f), np.float32)},
+         "must share the batch size"),
+    ]
+    limit = models.encoder.max_batch_size
+    if limit is not None:
+        too_many = {"patches": tiny_patches(limit + 1)}
+        cases.append((models.encoder, too_many, f"exceeds the artifact's maximum batch {limit}"))
+    for runner, feeds, message in cases:
+        with pytest.raises(UsageError, match=message):
+            runner.infer(feeds)
+    assert models.encoder.infer({"patches": tiny_patches(1)})["features"].shape == (1, f)
+
+
+def check_close_and_reopen(
+    open_models: Callable[[], ModelBackends], freed: Callable[[ModelBackends], bool], patches: np.ndarray
+) -> None:
+    """Leaving ``with`` frees what loading took (``freed`` says so for the backend) and refuses further calls; the
+    same object entered again, and a second ``open``, give the same outputs as the first."""
+    models = open_models()
+    with models:
+        assert not freed(models)
+        first = models.encoder.infer({"patches": patches})["features"]
+    assert freed(models)
+    for runner, feeds in ((models.encoder, {"patches": patches}), (models.head, {"f_ref": first, "f_dis": first})):
+        with pytest.raises(BackendError, match="not loaded"):
+            runner.infer(feeds)
+    with models:  # entered again
+        np.testing.assert_array_equal(models.encoder.infer({"patches": patches})["features"], first)
+    assert freed(models)
+    again = open_models()
+    with again:
+        np.testing.assert_array_equal(again.encoder.infer({"patches": patches})["features"], first)
+    assert freed(again)

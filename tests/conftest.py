@@ -119,3 +119,26 @@ def fake_cpu(monkeypatch: pytest.MonkeyPatch, info: dict[str, object]) -> None:
 
     monkeypatch.setattr(cpu, "cpu_info", lambda: info)
     monkeypatch.setattr(environment, "cpu_info", lambda: info)
+
+
+@pytest.fixture(scope="session")
+def tiny_precisions_dir(tiny_onnx_dir: Path, photos: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_onnx_dir`` plus its FP16 graphs and both INT8 flavours (int8: TensorRT QDQ, int8-ort: ONNX Runtime
+    CPU), calibrated on 32 patches of the first two bundled photos (seed 0, no report); read-only."""
+    import shutil
+
+    from sgjnd.calibration.pipeline import CalibrateConfig, calibrate_model
+    from sgjnd.calibration.reader import ReaderConfig
+
+    root = tmp_path_factory.mktemp("tiny_precisions")
+    model_dir = Path(shutil.copytree(tiny_onnx_dir, root / "model"))
+    images = root / "images"
+    images.mkdir()
+    for photo in photos[:2]:
+        shutil.copy(photo, images / photo.name)
+    reader = ReaderConfig(num_patches=32)
+    for precision in ("int8", "fp16"):
+        config = CalibrateConfig(precision=precision, target="all", reader=reader, report=False, progress=False,
+                                 use_cache=False)
+        calibrate_model(model_dir, images=images if precision == "int8" else None, holdout=[], config=config)
+    return model_dir

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from sgjnd.errors import UsageError
-from sgjnd.runtime.jpeg import SHIPPED_ENCODER, JpegCodec
+from sgjnd.runtime.jpeg import JpegCodec
 from sgjnd.runtime.patches import PatchGrid
 from sgjnd.spec import JpegSettings
 
@@ -437,20 +437,12 @@ def _padded(height: int, width: int, fv: int, fh: int) -> tuple[int, int]:
 def check_exact_settings(settings: JpegSettings) -> tuple[int, int]:
     """Check that the exact pipeline reproduces these codec settings; return the chroma (vertical, horizontal) factors.
 
+    The settings the pipeline reproduces are those :class:`~sgjnd.runtime.jpeg.JpegCodec` accepts (one check, there).
+
     Raises:
-        UsageError: another encoder than OpenCV's libjpeg, or a subsampling the pipeline does not implement.
+        UsageError: another encoder than OpenCV's libjpeg, or a subsampling the codec does not write.
     """
-    if settings.encoder != SHIPPED_ENCODER:
-        raise UsageError(
-            f"the exact JPEG pipeline reproduces {SHIPPED_ENCODER!r} only, but the settings name encoder "
-            f"{settings.encoder!r}; use JpegCodec's trials or re-export the model with JpegSettings(encoder="
-            f"{SHIPPED_ENCODER!r})"
-        )
-    if settings.subsampling not in SAMPLING_FACTORS:
-        raise UsageError(
-            f"the exact JPEG pipeline supports subsampling {sorted(SAMPLING_FACTORS)}, got "
-            f"{settings.subsampling!r}; use JpegCodec.distorted_patches for other settings"
-        )
+    JpegCodec(settings)
     return SAMPLING_FACTORS[settings.subsampling]
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sgjnd.errors import UsageError
+from sgjnd.errors import BackendError, UsageError
 from sgjnd.runtime.backends.base import ModelBackends
 from sgjnd.runtime.batching import batch_size_for, encode, score_pairs
 from sgjnd.runtime.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
@@ -66,12 +66,19 @@ class PredictConfig:
     def __post_init__(self) -> None:
         if self.jpeg not in JPEG_TRIALS:
             raise UsageError(f"jpeg trials must be one of {', '.join(JPEG_TRIALS)}, got {self.jpeg!r}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise UsageError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.max_patches is not None and self.max_patches < 1:
-            raise UsageError(f"max patches must be at least 1 (or None for all), got {self.max_patches}")
-        if self.stride is not None and self.stride < 1:
-            raise UsageError(f"stride must be at least 1 pixel, got {self.stride}")
+        _check_count("batch size", self.batch_size, "a whole number, or None for the backend's preferred size")
+        _check_count("max patches", self.max_patches, "a whole number, or None for all")
+        _check_count("stride", self.stride, "whole pixels, or None for the patch size")
+        _check_count("max pixels", self.max_pixels, "a whole number", optional=False)
+        _check_count("JPEG margin", self.jpeg_margin, "whole pixels of context around each patch", optional=False)
+
+
+def _check_count(name: str, value: object, what: str, *, optional: bool = True) -> None:
+    """A whole number >= 1 (or None where ``optional``); booleans and fractions are refused, not truncated."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise UsageError(f"{name} must be at least 1 ({what}), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -206,7 +213,7 @@ class JNDPredictor:
             if gridded.note:
                 notes.append(gridded.note)
             ref = self.pairs.reference(gridded)
-        grid, bgr = gridded.grid, gridded.bgr
+        grid = gridded.grid
         f_ref = encode(self.models, ref, self.batch_size, pad=pad, stage=lambda: timer.stage("inference"))
         passes = len(grid)
         per_qf: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -227,6 +234,13 @@ class JNDPredictor:
             infer = lambda: timer.stage("inference")  # noqa: E731 - a timing context per call
             f_dis = encode(self.models, distorted(qfs), self.batch_size, pad=pad, stage=infer)
             q, w = score_pairs(self.models, np.tile(f_ref, (len(qfs), 1)), f_dis, pad=pad, stage=infer)
+            if not (np.isfinite(q).all() and np.isfinite(w).all()):
+                # NaN >= threshold is False: without this check a broken graph reads as "visible at every QF"
+                raise BackendError(
+                    f"{self.models.head.description} returned non-finite q or w for {source or decoded.source} "
+                    f"(QFs {qfs[0]}..{qfs[-1]}): the graph or engine is broken for these inputs; check it with "
+                    "`sgjnd compare` against the PyTorch reference"
+                )
             passes += len(f_dis)
             n = len(grid)
             out: dict[int, float] = {}
@@ -246,9 +260,10 @@ class JNDPredictor:
         with timer.stage("report"):
             psnr_db, nbytes = None, None
             if outcome.recommended_qf is not None:
-                data = self.codec.encode(bgr, outcome.recommended_qf)
+                # The user's image, not the padded one the patches came from.
+                data = self.codec.encode(decoded.bgr, outcome.recommended_qf)
                 nbytes = len(data)
-                psnr_db = psnr(bgr, self.codec.decode(data))
+                psnr_db = psnr(decoded.bgr, self.codec.decode(data))
             at = outcome.recommended_qf if outcome.recommended_qf is not None else outcome.jnd_qf
             qk, wk = per_qf[at] if at in per_qf else (np.full(len(grid), np.nan), np.full(len(grid), np.nan))
             patches = [

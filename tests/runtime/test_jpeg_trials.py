@@ -21,7 +21,7 @@ SPEC = ModelSpec(name="t", patch_size=48, feature_dim=8)
 QFS = [1, 9, 10, 33, 50, 51, 77, 90, 99, 100]  # more than one chunk of the exact pipeline
 
 
-def _image(photo: Path, maker: PairMaker):  # noqa: ANN202 - a GriddedImage
+def _image(photo: Path, maker: PairMaker):
     return maker.grid(cv2.imread(str(photo), cv2.IMREAD_COLOR), max_patches=5)
 
 
