@@ -18,15 +18,15 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sgjnd.runtime.decode import DecodedImage, decode_image
-    from sgjnd.runtime.embed import ImageInput, Predictor, decoded_from_array, open_predictor
+    from sgjnd.runtime.decode import DecodedImage, decode_image, decoded_from_array
+    from sgjnd.runtime.embed import ImageInput, Predictor, open_predictor
     from sgjnd.runtime.predictor import JNDPredictor, JNDResult, PatchResult, PredictConfig
     from sgjnd.runtime.search import STRATEGIES, SearchConfig
     from sgjnd.runtime.source import ModelSource, ResolvedSource, open_source, resolve_source
 
 _HOMES = {
-    "decode": ("DecodedImage", "decode_image"),
-    "embed": ("ImageInput", "Predictor", "decoded_from_array", "open_predictor"),
+    "decode": ("DecodedImage", "decode_image", "decoded_from_array"),
+    "embed": ("ImageInput", "Predictor", "open_predictor"),
     "predictor": ("JNDPredictor", "JNDResult", "PatchResult", "PredictConfig"),
     "search": ("STRATEGIES", "SearchConfig"),
     "source": ("ModelSource", "ResolvedSource", "open_source", "resolve_source"),

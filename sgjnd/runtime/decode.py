@@ -20,13 +20,12 @@ Policies (each conversion adds a sentence to :attr:`DecodedImage.notes`):
 Refused with :class:`~sgjnd.errors.ImageError`: missing or empty files, data that is not an image (the message
 quotes its first bytes), truncated or corrupt data, formats this OpenCV build cannot decode (HEIC; AVIF on builds
 without libavif), images with a side below ``min_side``, and decompression bombs
-(:class:`~sgjnd.errors.PixelLimitError`): :func:`~sgjnd.runtime.container.read_image_size` (also importable from
-here, like :func:`~sgjnd.runtime.container.detect_format`) reads the size from the header of every format OpenCV
-decodes here (JPEG, read the way libjpeg reads it; PNG, GIF, BMP, WebP, TIFF and BigTIFF, PNM/PAM, Sun raster,
-JPEG 2000, AVIF) without decoding, and an image above ``max_pixels`` is refused *before* decoding. The decoder is
-bounded as well: before this module loads OpenCV it sets ``OPENCV_IO_MAX_IMAGE_PIXELS`` (which OpenCV reads once,
-when it loads) to :data:`DEFAULT_MAX_PIXELS` unless the environment sets it, so a size the header parser misses is
-refused by OpenCV before it allocates.
+(:class:`~sgjnd.errors.PixelLimitError`): :func:`~sgjnd.runtime.container.read_header` reads the size from the
+header of every format OpenCV decodes here (JPEG, read the way libjpeg reads it; PNG, GIF, BMP, WebP, TIFF and
+BigTIFF, PNM/PAM, Sun raster, JPEG 2000, AVIF) without decoding, and an image above ``max_pixels`` is refused
+*before* decoding. The decoder is bounded as well: before this module loads OpenCV it sets
+``OPENCV_IO_MAX_IMAGE_PIXELS`` (which OpenCV reads once, when it loads) to :data:`DEFAULT_MAX_PIXELS` unless the
+environment sets it, so a size the header parser misses is refused by OpenCV before it allocates.
 """
 
 from __future__ import annotations
@@ -48,25 +47,9 @@ import numpy as np  # noqa: E402
 
 from sgjnd.errors import ImageError, PixelLimitError, UsageError  # noqa: E402
 from sgjnd.fileio import image_bytes_limit, read_regular_file  # noqa: E402
-from sgjnd.runtime.container import (  # noqa: E402
-    ORIENTATION_TAG,
-    ImageHeader,
-    detect_format,
-    read_exif_orientation,
-    read_header,
-    read_image_size,
-)
+from sgjnd.runtime.container import ImageHeader, read_header  # noqa: E402
 
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "ORIENTATION_TAG",
-    "DecodedImage",
-    "apply_orientation",
-    "decode_image",
-    "detect_format",
-    "read_exif_orientation",
-    "read_image_size",
-]
+__all__ = ["DEFAULT_MAX_PIXELS", "DecodedImage", "apply_orientation", "decode_image", "decoded_from_array"]
 
 _SUPPORTED = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 _BUILD_INFO_KEY = {
@@ -198,6 +181,32 @@ def decode_image(
         orientation=orientation,
         notes=tuple(notes),
     )
+
+
+def decoded_from_array(
+    array: np.ndarray,
+    *,
+    rgb: bool = False,
+    source: str = "<array>",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int = 16,
+) -> DecodedImage:
+    """A decoded image from an (H, W, 3) uint8 array (BGR, or RGB with ``rgb``), held to the limits a file is.
+
+    Raises:
+        UsageError: another shape or dtype (naming what came and what to do).
+        PixelLimitError: more than ``max_pixels`` pixels.
+        ImageError: a side below ``min_side``.
+    """
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or 0 in array.shape:
+        raise UsageError(
+            f"an image array must be (H, W, 3) uint8, got {array.dtype} {array.shape}: decode files with "
+            "cv2.imread, convert grey or RGBA images to 3 channels, and scale 16-bit or float images to 0..255"
+        )
+    height, width = array.shape[:2]
+    _check_size((width, height), source, max_pixels=max_pixels, min_side=min_side, when="given as an array")
+    bgr = np.ascontiguousarray(array[:, :, ::-1] if rgb else array)
+    return DecodedImage(bgr=bgr, source=source, format="array", mode="rgb8")
 
 
 def _read_source(source: Path | str | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, str]:

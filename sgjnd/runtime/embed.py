@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from sgjnd.errors import ImageError, SgjndError, UsageError
+from sgjnd.errors import SgjndError, UsageError
 from sgjnd.runtime.backends.base import ModelBackends
-from sgjnd.runtime.decode import DecodedImage
+from sgjnd.runtime.decode import DecodedImage, decoded_from_array
 from sgjnd.runtime.predictor import JNDPredictor, JNDResult, PredictConfig
 from sgjnd.runtime.source import ModelSource, open_source
 
@@ -82,14 +82,8 @@ class Predictor:
             UsageError: an array that is not (H, W, 3) uint8.
         """
         predictor = self._require()
-        if isinstance(image, np.ndarray):
-            image = decoded_from_array(image, rgb=rgb, source=source or "<array>")
-            pixels = image.bgr.shape[0] * image.bgr.shape[1]
-            if pixels > self.config.max_pixels:
-                raise ImageError(
-                    f"the {image.bgr.shape[1]}x{image.bgr.shape[0]} array has {pixels} pixels, above the limit of "
-                    f"{self.config.max_pixels}: downscale it, or raise PredictConfig.max_pixels"
-                )
+        if isinstance(image, np.ndarray):  # held to the limits of a file (decode.py)
+            image = decoded_from_array(image, rgb=rgb, source=source or "<array>", max_pixels=self.config.max_pixels)
         elif isinstance(image, str):
             image = Path(image)
         return predictor.predict(image, source=source)
@@ -136,18 +130,3 @@ def open_predictor(
     else:
         source = ModelSource(backend, None if model is None else Path(model), precision, options)
     return Predictor(source, config, announce=announce)
-
-
-def decoded_from_array(array: np.ndarray, *, rgb: bool = False, source: str = "<array>") -> DecodedImage:
-    """A decoded image from an (H, W, 3) uint8 array (BGR, or RGB with ``rgb``), as the runtime takes it.
-
-    Raises:
-        UsageError: another shape or dtype (naming what came and what to do).
-    """
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or 0 in array.shape:
-        raise UsageError(
-            f"an image array must be (H, W, 3) uint8, got {array.dtype} {array.shape}: decode files with "
-            "cv2.imread, convert grey or RGBA images to 3 channels, and scale 16-bit or float images to 0..255"
-        )
-    bgr = np.ascontiguousarray(array[:, :, ::-1] if rgb else array)
-    return DecodedImage(bgr=bgr, source=source, format="array", mode="rgb8")

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.types import Message, Receive
 
-from sgjnd.runtime.decode import read_image_size
+from sgjnd.runtime.container import read_image_size
 from sgjnd.serve.errors import api_error
 
 

@@ -16,14 +16,8 @@ import pytest
 
 from sgjnd.errors import ImageError, PixelLimitError, UsageError
 from sgjnd.runtime import decode as decode_module
-from sgjnd.runtime.decode import (
-    DEFAULT_MAX_PIXELS,
-    apply_orientation,
-    decode_image,
-    detect_format,
-    read_exif_orientation,
-    read_image_size,
-)
+from sgjnd.runtime.container import detect_format, read_exif_orientation, read_image_size
+from sgjnd.runtime.decode import DEFAULT_MAX_PIXELS, apply_orientation, decode_image
 
 RNG = np.random.default_rng(7)
 NOISE = RNG.integers(0, 256, (40, 56, 3), dtype=np.uint8)  # not square, so rotations show in the shape

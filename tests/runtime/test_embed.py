@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sgjnd.errors import ImageError, SgjndError, UsageError
+from sgjnd.errors import ImageError, PixelLimitError, SgjndError, UsageError
 from sgjnd.runtime import ModelSource, PredictConfig, SearchConfig, decoded_from_array, open_predictor
 from sgjnd.runtime.predictor import JNDResult
 
@@ -60,6 +60,18 @@ def test_a_large_array_meets_the_pixel_limit(tiny_onnx_dir: Path) -> None:
         pytest.raises(ImageError, match="above the limit"),
     ):
         predictor.predict(np.zeros((100, 100, 3), np.uint8))
+
+
+def test_an_array_is_held_to_the_limits_of_a_file() -> None:
+    """The same checks as decode_image: a pixel-limit refusal is a PixelLimitError (413 in the service), and a side
+    below min_side is refused as it is for a file."""
+    with pytest.raises(PixelLimitError):
+        decoded_from_array(np.zeros((100, 100, 3), np.uint8), max_pixels=1000)
+    with pytest.raises(ImageError, match="too small"):
+        decoded_from_array(np.zeros((8, 40, 3), np.uint8))
+    rgb = np.zeros((20, 20, 3), np.uint8)
+    rgb[..., 0] = 255  # red in RGB
+    assert decoded_from_array(rgb, rgb=True).bgr[0, 0].tolist() == [0, 0, 255]
 
 
 def test_misuse_is_a_clear_error(tiny_onnx_dir: Path) -> None:
