@@ -23,7 +23,7 @@ pins; other libjpeg builds (plain C, other SIMD) are not covered.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -479,23 +479,41 @@ def jpeg_roundtrip_exact(
     _check_batch(images_bgr)
     ops = _ops_for(images_bgr, device)
     images = ops.asarray(images_bgr)
-    if max_chunk_values is None:
-        max_chunk_values = (
-            GPU_CHUNK_VALUES if str(getattr(images, "device", "cpu")).startswith("cuda") else CPU_CHUNK_VALUES
-        )
-    if int(max_chunk_values) < 1:
-        raise UsageError(f"max_chunk_values must be >= 1, got {max_chunk_values!r}")
+    max_chunk_values = _chunk_values(images, max_chunk_values)
     n, height, width, _ = images.shape
-    hp, wp = _padded(height, width, fv, fh)
-    per_qf = hp * wp * (1 + 2 / (fv * fh))  # coefficients of one image at one QF
-    n_chunk = max(1, min(n, int(max_chunk_values // per_qf)))
-    q_chunk = max(1, int(max_chunk_values // (per_qf * n_chunk)))
+    n_chunk = max(1, min(n, int(max_chunk_values // _coefficients(height, width, fv, fh))))
     out = ops.empty((n, len(qfs), height, width, 3), "uint8")
     for i in range(0, n, n_chunk):
         coefs = _encode(images[i : i + n_chunk], fv, fh, ops)  # shared by all QFs
-        for j in range(0, len(qfs), q_chunk):
-            _decode_(coefs, qfs[j : j + q_chunk], fv, fh, ops, out[i : i + n_chunk, j : j + q_chunk])
+        _decode_in_chunks(coefs, qfs, fv, fh, ops, out[i : i + n_chunk], max_chunk_values)
     return out
+
+
+def _coefficients(height: int, width: int, fv: int, fh: int) -> float:
+    """DCT coefficients of one (height, width) image at one QF: the padded luma plane and two chroma planes."""
+    hp, wp = _padded(height, width, fv, fh)
+    return hp * wp * (1 + 2 / (fv * fh))
+
+
+def _chunk_values(images: Array, max_chunk_values: int | None) -> int:
+    """``max_chunk_values``, or its default for where ``images`` are (:data:`GPU_CHUNK_VALUES` on CUDA)."""
+    if max_chunk_values is None:
+        cuda = str(getattr(images, "device", "cpu")).startswith("cuda")
+        return GPU_CHUNK_VALUES if cuda else CPU_CHUNK_VALUES
+    if int(max_chunk_values) < 1:
+        raise UsageError(f"max_chunk_values must be >= 1, got {max_chunk_values!r}")
+    return int(max_chunk_values)
+
+
+def _decode_in_chunks(
+    coefs: list[tuple[Array, Array]], qfs: Sequence[int], fv: int, fh: int, ops: _Ops, out: Array, max_values: int
+) -> None:
+    """:func:`_decode_` of every QF into ``out`` (B, Q, H, W, 3), a few QFs at a time so that about ``max_values``
+    coefficients are decoded at once."""
+    n, _, height, width, _ = out.shape
+    q_chunk = max(1, int(max_values // (_coefficients(height, width, fv, fh) * n)))
+    for j in range(0, len(qfs), q_chunk):
+        _decode_(coefs, qfs[j : j + q_chunk], fv, fh, ops, out[:, j : j + q_chunk])
 
 
 def distorted_patches_exact(
@@ -508,10 +526,7 @@ def distorted_patches_exact(
     device: Any = None,
     max_chunk_values: int | None = None,
 ) -> Array:
-    """The grid's patches after a JPEG round trip at each QF: ``JpegCodec.distorted_patches`` for many QFs at once.
-
-    Uses the codec's crop plan (:meth:`JpegCodec.plan_crops`, or one whole-image crop where the plan prefers it) and
-    runs the crops of each size as one batch of :func:`jpeg_roundtrip_exact`, so
+    """The grid's patches after a JPEG round trip at each QF: ``JpegCodec.distorted_patches`` for many QFs at once,
     ``out[k] == codec.distorted_patches(image_bgr, grid, qfs[k], margin=margin)``.
 
     Args:
@@ -529,9 +544,42 @@ def distorted_patches_exact(
     Raises:
         UsageError: bad settings, QFs, margin, or an image that does not match the grid.
     """
-    codec = codec if isinstance(codec, JpegCodec) else JpegCodec(codec)
-    check_exact_settings(codec.settings)
     qfs = _check_qfs(qfs)
+    rounds = distorted_patch_rounds(
+        codec, image_bgr, grid, qfs, per_round=len(qfs), margin=margin, device=device,
+        max_chunk_values=max_chunk_values,
+    )  # fmt: skip
+    return next(rounds)
+
+
+def distorted_patch_rounds(
+    codec: JpegCodec | JpegSettings,
+    image_bgr: Array,
+    grid: PatchGrid,
+    qfs: Sequence[int],
+    *,
+    per_round: int,
+    margin: int = 16,
+    device: Any = None,
+    max_chunk_values: int | None = None,
+) -> Iterator[Array]:
+    """:func:`distorted_patches_exact` in rounds of at most ``per_round`` QFs, in ``qfs`` order.
+
+    Uses the codec's crop plan (:meth:`JpegCodec.plan_crops`, or one whole-image crop where the plan prefers it).
+    Each crop is coded once, before the first round: the crops of one size are one batch, and its forward DCT serves
+    every round; a round holds only its own QFs' patches.
+
+    Yields:
+        (len(round), N, s, s, 3) uint8 distorted patches in the grid's order.
+
+    Raises:
+        UsageError: as :func:`distorted_patches_exact`, or ``per_round`` below 1.
+    """
+    codec = codec if isinstance(codec, JpegCodec) else JpegCodec(codec)
+    fv, fh = check_exact_settings(codec.settings)
+    qfs = _check_qfs(qfs)
+    if isinstance(per_round, bool) or not isinstance(per_round, int) or per_round < 1:
+        raise UsageError(f"per_round must be a whole number of QFs >= 1, got {per_round!r}")
     if getattr(image_bgr, "ndim", None) != 3 or tuple(image_bgr.shape[:2]) != tuple(grid.image_shape):
         raise UsageError(
             f"expected an (H, W, 3) image of the grid's size {tuple(grid.image_shape)}, got shape "
@@ -544,21 +592,26 @@ def distorted_patches_exact(
         patch_crop = np.zeros(len(grid), dtype=np.int64)
     ops = _ops_for(image_bgr, device)
     image = ops.asarray(image_bgr)
+    max_values = _chunk_values(image, max_chunk_values)
     s = grid.patch_size
-    out = ops.empty((len(qfs), len(grid), s, s, 3), "uint8")
     sizes = crops[:, 2:] - crops[:, :2]
+    groups = []  # (crop indices, their coefficients, crop height, crop width), one per crop size
     for size in np.unique(sizes, axis=0):
         members = np.flatnonzero((sizes == size).all(axis=1))
         batch = ops.stack([image[y0:y1, x0:x1] for y0, x0, y1, x1 in crops[members].tolist()], axis=0)
-        decoded = jpeg_roundtrip_exact(
-            batch, qfs, settings=codec.settings, device=device, max_chunk_values=max_chunk_values
-        )
-        for k, m in enumerate(members.tolist()):
-            cy, cx = crops[m, :2].tolist()
-            for p in np.flatnonzero(patch_crop == m).tolist():
-                py, px = (grid.coords[p] - (cy, cx)).tolist()
-                out[:, p] = decoded[k, :, py : py + s, px : px + s]
-    return out
+        groups.append((members, _encode(batch, fv, fh, ops), int(size[0]), int(size[1])))
+    for start in range(0, len(qfs), per_round):
+        round_qfs = qfs[start : start + per_round]
+        out = ops.empty((len(round_qfs), len(grid), s, s, 3), "uint8")
+        for members, coefs, height, width in groups:
+            decoded = ops.empty((len(members), len(round_qfs), height, width, 3), "uint8")
+            _decode_in_chunks(coefs, round_qfs, fv, fh, ops, decoded, max_values)
+            for k, m in enumerate(members.tolist()):
+                cy, cx = crops[m, :2].tolist()
+                for p in np.flatnonzero(patch_crop == m).tolist():
+                    py, px = (grid.coords[p] - (cy, cx)).tolist()
+                    out[:, p] = decoded[k, :, py : py + s, px : px + s]
+        yield out
 
 
 # -- input checks ------------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -53,7 +53,7 @@ Trials = Literal["opencv", "exact"]
 """How JPEG trials are made (see the module's docstring)."""
 
 EXACT_QF_CHUNK = 8
-"""QFs per call of the exact pipeline: they share one forward DCT; their uint8 patches are held at once."""
+"""QFs per round of the exact pipeline: their uint8 patches are held at once (the forward DCT is shared by all)."""
 
 
 class PairMaker:
@@ -132,22 +132,25 @@ class PairMaker:
         a chunk of :data:`EXACT_QF_CHUNK` QFs' uint8 patches (``exact``).
         """
         if self.trials == "exact":
-            for start in range(0, len(qfs), EXACT_QF_CHUNK):
-                yield from map(self.normalize, self._exact_pixels(image, qfs[start : start + EXACT_QF_CHUNK]))
+            for pixels in self._exact_rounds(image, qfs):
+                yield from map(self.normalize, pixels)
         elif self.prefetch and len(qfs) > 1:
             yield from prefetched(lambda qf: self.distorted(image, qf), qfs)
         else:
             for qf in qfs:
                 yield self.distorted(image, qf)
 
-    def _exact_pixels(self, image: GriddedImage, qfs: Sequence[int]) -> np.ndarray:
-        """(len(qfs), N, s, s, 3) uint8 trials from the exact pipeline, back on the host."""
-        from sgjnd.runtime.jpeg_exact import distorted_patches_exact
+    def _exact_rounds(self, image: GriddedImage, qfs: Sequence[int]) -> Iterator[np.ndarray]:
+        """(round, N, s, s, 3) uint8 trials from the exact pipeline, :data:`EXACT_QF_CHUNK` QFs a round, back on the
+        host; each crop is coded once for all rounds."""
+        from sgjnd.runtime.jpeg_exact import distorted_patch_rounds
 
-        out: Any = distorted_patches_exact(
-            self.codec, image.bgr, image.grid, list(qfs), margin=self.margin, device=self.device
-        )
-        return out if isinstance(out, np.ndarray) else out.cpu().numpy()
+        rounds = distorted_patch_rounds(
+            self.codec, image.bgr, image.grid, list(qfs), per_round=EXACT_QF_CHUNK, margin=self.margin,
+            device=self.device,
+        )  # fmt: skip
+        for out in rounds:
+            yield out if isinstance(out, np.ndarray) else out.cpu().numpy()
 
 
 _T = TypeVar("_T")

@@ -92,3 +92,23 @@ def test_torch_tensors_give_the_same_pixels(photos: list[Path]) -> None:
 def test_bad_input_is_refused_with_what_to_do(images: np.ndarray, qfs: object, match: str) -> None:
     with pytest.raises(UsageError, match=match):
         jpeg_roundtrip_exact(images, qfs)  # type: ignore[arg-type]
+
+
+def test_rounds_code_each_crop_once_and_equal_the_one_shot(photos: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from sgjnd.runtime import jpeg_exact
+
+    spec = ModelSpec(name="t", patch_size=64, feature_dim=8)
+    maker = PairMaker(spec)
+    image = maker.grid(cv2.imread(str(photos[0]), cv2.IMREAD_COLOR), max_patches=5)
+    qfs = [2, 20, 40, 60, 80, 95, 100]
+    whole = distorted_patches_exact(maker.codec, image.bgr, image.grid, qfs)
+    encodes: list[int] = []
+    real_encode = jpeg_exact._encode
+    monkeypatch.setattr(jpeg_exact, "_encode", lambda *a: encodes.append(1) or real_encode(*a))
+    rounds = list(jpeg_exact.distorted_patch_rounds(maker.codec, image.bgr, image.grid, qfs, per_round=3))
+    assert [len(r) for r in rounds] == [3, 3, 1]
+    np.testing.assert_array_equal(np.concatenate(rounds), whole)
+    sizes = maker.codec.plan_crops(image.grid).crops
+    assert len(encodes) <= len(np.unique(sizes[:, 2:] - sizes[:, :2], axis=0))  # once per crop size, not per round
+    with pytest.raises(UsageError, match="per_round"):
+        next(jpeg_exact.distorted_patch_rounds(maker.codec, image.bgr, image.grid, qfs, per_round=0))
