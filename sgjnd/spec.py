@@ -19,8 +19,14 @@ from typing import Any, Literal
 from sgjnd.errors import SpecError
 from sgjnd.fileio import sha256_file, write_atomic
 
-SPEC_FORMAT = 1
-"""Version of the sidecar layout; bumped when a field changes meaning."""
+SPEC_FORMAT = 2
+"""Version of the sidecar layout; bumped when a field changes meaning. Format 2 added ``model.encoder_input``; a
+sidecar is written with the lowest format that describes it (:meth:`Sidecar.to_json`), so that float-input
+artifacts stay readable by runtimes that know only format 1, and a uint8-input one is refused by them instead of
+being fed float32 patches."""
+
+READABLE_FORMATS = (1, 2)
+"""Sidecar formats this version reads (format 1 has no ``encoder_input``: its encoder takes float32)."""
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -29,6 +35,8 @@ BATCH = "batch"
 """Name of the dynamic batch axis in tensor shapes."""
 
 Subsampling = Literal["420", "422", "444"]
+EncoderInput = Literal["float32", "uint8"]
+"""What the encoder graph takes (:attr:`ModelSpec.encoder_input`)."""
 GraphName = Literal["encoder", "head"]
 ArtifactKind = Literal["checkpoint", "onnx", "engine"]
 
@@ -86,6 +94,11 @@ class ModelSpec:
         channel_order: channel order the encoder expects.
         jpeg: how distorted patches are made.
         arch: keyword arguments that rebuild the network from the registry (widths, heads, ...).
+        encoder_input: what the encoder graph takes. ``float32``: (N, 3, s, s) patches in ``channel_order``, scaled
+            and normalised by the caller. ``uint8``: (N, s, s, 3) BGR pixels exactly as decoded and cut, with the
+            channel order, cast, normalisation and layout change inside the graph: a quarter of the bytes to copy
+            to a device and no normalisation pass on the host (DESIGN.md §3). ``mean``, ``std`` and
+            ``channel_order`` describe the network either way.
     """
 
     name: str
@@ -96,15 +109,27 @@ class ModelSpec:
     channel_order: Literal["rgb", "bgr"] = "rgb"
     jpeg: JpegSettings = field(default_factory=JpegSettings)
     arch: dict[str, Any] = field(default_factory=dict)
+    encoder_input: EncoderInput = "float32"
 
     def encoder_graph(self) -> GraphSpec:
-        """Graph spec of the encoder: normalised patches -> features."""
+        """Graph spec of the encoder: patches (per :attr:`encoder_input`) -> features."""
         s = self.patch_size
-        return GraphSpec(
-            "encoder",
-            inputs=(TensorSpec("patches", (BATCH, 3, s, s)),),
-            outputs=(TensorSpec("features", (BATCH, self.feature_dim)),),
+        patches = (
+            TensorSpec("patches", (BATCH, s, s, 3), "uint8")
+            if self.encoder_input == "uint8"
+            else TensorSpec("patches", (BATCH, 3, s, s))
         )
+        return GraphSpec("encoder", inputs=(patches,), outputs=(TensorSpec("features", (BATCH, self.feature_dim)),))
+
+    def with_encoder_input(self, encoder_input: EncoderInput) -> ModelSpec:
+        """This spec with another encoder input kind (the network and its preprocessing are the same)."""
+        if encoder_input not in ("float32", "uint8"):
+            raise SpecError(f"encoder_input must be 'float32' or 'uint8', got {encoder_input!r}")
+        return dataclasses.replace(self, encoder_input=encoder_input)
+
+    def same_network(self, other: ModelSpec) -> bool:
+        """Whether ``other`` describes the same network, whatever input kind its encoder graph takes."""
+        return self.with_encoder_input("float32") == other.with_encoder_input("float32")
 
     def head_graph(self) -> GraphSpec:
         """Graph spec of the head: reference and distorted features -> patch quality q and weight w."""
@@ -157,11 +182,22 @@ class Sidecar:
 
     model: ModelSpec
     artifact: ArtifactInfo
-    format: int = SPEC_FORMAT
+
+    @property
+    def format(self) -> int:
+        """The sidecar format it is written with: the lowest that describes it (1 unless the encoder takes uint8)."""
+        return 1 if self.model.encoder_input == "float32" else SPEC_FORMAT
 
     def to_json(self) -> str:
-        """Serialise deterministically (sorted keys), so unchanged inputs give identical files."""
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+        """Serialise deterministically (sorted keys), so unchanged inputs give identical files.
+
+        Written with the lowest format that describes it: a float-input spec as format 1 without
+        ``encoder_input`` (readable by every runtime), a uint8-input one as format 2.
+        """
+        data = dataclasses.asdict(self)
+        data["model"] = spec_dict(self.model)
+        data["format"] = self.format
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sidecar:
@@ -174,8 +210,11 @@ class Sidecar:
         if not isinstance(data, dict):
             raise SpecError(f"a sidecar must be a JSON object, got {type(data).__name__}")
         fmt = data.get("format", -1)
-        if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt != SPEC_FORMAT:
-            raise SpecError(f"sidecar format {fmt!r} is not supported: expected {SPEC_FORMAT}")
+        if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt not in READABLE_FORMATS:
+            raise SpecError(
+                f"sidecar format {fmt!r} is not supported: this version of sgjnd reads formats "
+                f"{', '.join(map(str, READABLE_FORMATS))}; a newer format comes from a newer sgjnd: upgrade it"
+            )
         m = _field(data, "model", dict, "")
         j = _field(m, "jpeg", dict, "model.")
         subsampling = _field(j, "subsampling", str, "model.jpeg.", JpegSettings.subsampling)
@@ -193,6 +232,12 @@ class Sidecar:
         channel_order = _field(m, "channel_order", str, "model.")
         if channel_order not in ("rgb", "bgr"):
             raise SpecError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+        encoder_input = _field(m, "encoder_input", str, "model.", "float32")
+        if encoder_input not in ("float32", "uint8") or (fmt < 2 and "encoder_input" in m):
+            raise SpecError(
+                f"model.encoder_input must be 'float32' or 'uint8' (from sidecar format 2 on), got {encoder_input!r} "
+                f"in format {fmt}"
+            )
         model = ModelSpec(
             name=_field(m, "name", str, "model."),
             patch_size=_positive_int(m, "patch_size"),
@@ -202,6 +247,7 @@ class Sidecar:
             channel_order=channel_order,  # checked just above
             jpeg=jpeg,
             arch=_field(m, "arch", dict, "model.", {}),
+            encoder_input=encoder_input,  # checked just above
         )
         a = _field(data, "artifact", dict, "")
         kind = _field(a, "kind", str, "artifact.")
@@ -224,7 +270,16 @@ class Sidecar:
             producer=_field(a, "producer", dict, "artifact.", {}),
             details=_field(a, "details", dict, "artifact.", {}),
         )
-        return cls(model=model, artifact=artifact, format=fmt)
+        return cls(model=model, artifact=artifact)
+
+
+def spec_dict(model: ModelSpec) -> dict[str, Any]:
+    """``model`` as the JSON object sidecars and checkpoints hold: ``encoder_input`` is left out when it is the
+    ``float32`` of format 1, so float-input specs have the same form as before the field existed."""
+    data = dataclasses.asdict(model)
+    if model.encoder_input == "float32":
+        del data["encoder_input"]
+    return data
 
 
 _MISSING = object()

@@ -10,11 +10,17 @@ import pytest
 
 from sgjnd.errors import BackendError, UsageError
 from sgjnd.runtime.backends.base import ModelBackends, Runner
+from sgjnd.spec import ModelSpec
 
 
-def tiny_patches(n: int, seed: int = 0) -> np.ndarray:
-    """``n`` random normalised 64 px patches (the tiny model's input)."""
-    return np.random.default_rng(seed).standard_normal((n, 3, 64, 64), dtype=np.float32)
+def tiny_patches(n: int, seed: int = 0, *, spec: ModelSpec | None = None) -> np.ndarray:
+    """``n`` random 64 px patches (the tiny model's input) as ``spec``'s encoder takes them: (n, 64, 64, 3) uint8
+    BGR pixels for a uint8-input encoder (what ``sgjnd export`` makes by default, and the default when ``spec`` is
+    None), normalised (n, 3, 64, 64) float32 for a float one."""
+    rng = np.random.default_rng(seed)
+    if spec is None or spec.encoder_input == "uint8":
+        return rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
+    return rng.standard_normal((n, 3, 64, 64), dtype=np.float32)
 
 
 def check_runs_both_graphs_at_any_batch(models: ModelBackends, description: str) -> None:
@@ -24,16 +30,17 @@ def check_runs_both_graphs_at_any_batch(models: ModelBackends, description: str)
     assert models.encoder.max_batch_size == 64 and models.encoder.preferred_batch_size == 16
     with models:
         for n in (1, 5, 64):
-            features = models.encoder.infer({"patches": tiny_patches(n)})["features"]
+            features = models.encoder.infer({"patches": tiny_patches(n, spec=models.model)})["features"]
             assert features.shape == (n, 128) and features.dtype == np.float32
         out = models.head.infer({"f_ref": features, "f_dis": features[::-1].copy()})
         assert out["q"].shape == (64,) and out["w"].shape == (64,)
         assert np.all((out["q"] > 0) & (out["q"] < 1)) and np.all(out["w"] > 0)
         assert models.encoder.description == description
         with pytest.raises(UsageError, match="exceeds the artifact's maximum batch 64"):
-            models.encoder.infer({"patches": tiny_patches(65)})
+            models.encoder.infer({"patches": tiny_patches(65, spec=models.model)})
         with pytest.raises(UsageError, match="must have shape"):
-            models.encoder.infer({"patches": np.zeros((2, 3, 32, 32), np.float32)})
+            small = tiny_patches(2, spec=models.model)
+            models.encoder.infer({"patches": small[:, :32, :32] if small.dtype == np.uint8 else small[:, :, :32, :32]})
 
 
 # -- the contract every backend x precision passes against the PyTorch reference (test_backend_contract.py)
@@ -44,7 +51,7 @@ def check_outputs_at_batches(models: ModelBackends, batches: Sequence[int]) -> N
     (0, 1) and w > 0 (the head's sigmoid and softplus)."""
     spec = models.model
     for n in batches:
-        features = models.encoder.infer({"patches": tiny_patches(n, seed=n)})["features"]
+        features = models.encoder.infer({"patches": tiny_patches(n, seed=n, spec=spec)})["features"]
         assert features.shape == (n, spec.feature_dim) and features.dtype == np.float32, (n, features.shape)
         assert np.isfinite(features).all()
         out = models.head.infer({"f_ref": features, "f_dis": features[::-1].copy()})
@@ -83,13 +90,27 @@ def check_description(models: ModelBackends, backend: str, precision: str) -> No
 def check_refuses_wrong_inputs(models: ModelBackends) -> None:
     """Feeds of the wrong shape, dtype, name or batch are refused with a UsageError that names what was expected, and
     the runner still works afterwards."""
-    s, f = models.model.patch_size, models.model.feature_dim
+    spec = models.model
+    s, f = spec.patch_size, spec.feature_dim
+    if spec.encoder_input == "uint8":
+        encoder_cases = [
+            ({"patches": np.zeros((2, s // 2, s // 2, 3), np.uint8)}, "must have shape"),
+            ({"patches": np.zeros((2, 3, s, s), np.uint8)}, "must have shape"),  # NCHW for NHWC
+            ({"patches": np.zeros((3, s, s), np.uint8)}, "must have shape"),
+            ({"patches": np.zeros((2, s, s, 3), np.float32)}, "must be uint8"),  # normalised floats for pixels
+            ({"images": np.zeros((2, s, s, 3), np.uint8)}, r"expects inputs \['patches'\]"),
+        ]
+    else:
+        encoder_cases = [
+            ({"patches": np.zeros((2, 3, s // 2, s // 2), np.float32)}, "must have shape"),
+            ({"patches": np.zeros((2, s, s, 3), np.float32)}, "must have shape"),  # NHWC for NCHW
+            ({"patches": np.zeros((3, s, s), np.float32)}, "must have shape"),
+            ({"patches": np.zeros((2, 3, s, s), np.float64)}, "must be float32"),
+            ({"patches": np.zeros((2, 3, s, s), np.uint8)}, "must be float32"),  # pixels for normalised floats
+            ({"images": np.zeros((2, 3, s, s), np.float32)}, r"expects inputs \['patches'\]"),
+        ]
     cases: list[tuple[Runner, dict[str, np.ndarray], str]] = [
-        (models.encoder, {"patches": np.zeros((2, 3, s // 2, s // 2), np.float32)}, "must have shape"),
-        (models.encoder, {"patches": np.zeros((2, s, s, 3), np.float32)}, "must have shape"),  # NHWC for NCHW
-        (models.encoder, {"patches": np.zeros((3, s, s), np.float32)}, "must have shape"),
-        (models.encoder, {"patches": np.zeros((2, 3, s, s), np.float64)}, "must be float32"),
-        (models.encoder, {"images": np.zeros((2, 3, s, s), np.float32)}, r"expects inputs \['patches'\]"),
+        *((models.encoder, feeds, message) for feeds, message in encoder_cases),
         (models.head, {"f_ref": np.zeros((2, f), np.float32), "f_dis": np.zeros((2, f + 1), np.float32)},
          "must have shape"),
         (models.head, {"f_ref": np.zeros((2, f), np.float32), "f_dis": np.zeros((3, f), np.float32)},
@@ -97,12 +118,12 @@ def check_refuses_wrong_inputs(models: ModelBackends) -> None:
     ]
     limit = models.encoder.max_batch_size
     if limit is not None:
-        too_many = {"patches": tiny_patches(limit + 1)}
+        too_many = {"patches": tiny_patches(limit + 1, spec=spec)}
         cases.append((models.encoder, too_many, f"exceeds the artifact's maximum batch {limit}"))
     for runner, feeds, message in cases:
         with pytest.raises(UsageError, match=message):
             runner.infer(feeds)
-    assert models.encoder.infer({"patches": tiny_patches(1)})["features"].shape == (1, f)
+    assert models.encoder.infer({"patches": tiny_patches(1, spec=spec)})["features"].shape == (1, f)
 
 
 def check_close_and_reopen(

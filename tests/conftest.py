@@ -58,6 +58,17 @@ def tiny_onnx_dir(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactor
     return onnx_from_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("tiny_onnx") / "model").out_dir
 
 
+@pytest.fixture(scope="session")
+def tiny_float_onnx_dir(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_checkpoint`` exported with ``encoder_input="float32"`` (the encoder takes normalised (N, 3, s, s)
+    patches, as graphs exported before uint8 inputs did); read-only."""
+    pytest.importorskip("onnxruntime")
+    from sgjnd.export.onnx import onnx_from_checkpoint
+
+    folder = tmp_path_factory.mktemp("tiny_float_onnx") / "model"
+    return onnx_from_checkpoint(tiny_checkpoint, folder, encoder_input="float32").out_dir
+
+
 DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
 """The shipped demo model: checkpoint, model card, INT8 recipe."""
 

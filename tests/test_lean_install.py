@@ -40,7 +40,7 @@ from sgjnd.runtime.search import SearchConfig
 
 result = {}
 with open_model("onnxruntime", model_dir, providers=("cpu",), threads=1) as models:
-    patches = np.random.default_rng(0).standard_normal((3, 3, 64, 64), dtype=np.float32)
+    patches = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)  # exports take pixels
     features = models.encoder.infer({"patches": patches})["features"]
     out = models.head.infer({"f_ref": features, "f_dis": features[::-1].copy()})
     result["shapes"] = [list(features.shape), list(out["q"].shape), list(out["w"].shape)]

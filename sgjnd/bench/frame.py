@@ -409,7 +409,7 @@ def _shapes_by_running(model: Any, names: list[str]) -> dict[str, tuple[int, ...
     for name in names:
         if name not in existing:
             probe.graph.output.append(onnx.ValueInfoProto(name=name))
-    dtypes = {1: np.float32, 10: np.float16, 7: np.int64, 6: np.int32}
+    dtypes = {1: np.float32, 2: np.uint8, 10: np.float16, 7: np.int64, 6: np.int32}
     feeds = {}
     for graph_input in probe.graph.input:
         tensor_type = graph_input.type.tensor_type

@@ -322,7 +322,8 @@ def markdown_report(run: BenchRun) -> str:
     if e2e:
         parts.append("## End to end per photo\n\nMean milliseconds per photo and stage (the predictor's own timings), "
                      "encoder passes per photo and the encoder input they make (MiB: what a GPU backend copies host "
-                     "to device; float32 graphs). `jpeg` is the time the encoder waited for JPEG trials: with OpenCV "
+                     "to device; 1 byte per pixel and channel for uint8-input graphs, 4 for float32 ones). `jpeg` is "
+                     "the time the encoder waited for JPEG trials: with OpenCV "
                      "they are made on a worker thread while the encoder runs; the `serial-jpeg` row of the same "
                      "target and strategy makes them in line, before and after side by side.\n\n" + e2e)
     jpeg = _jpeg_table(run)

@@ -137,9 +137,12 @@ def open_target(target: Target, prepared: Prepared, config: BenchConfig) -> Mode
 
 
 def make_feeds(spec: ModelSpec, graph: GraphName, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Random inputs of ``graph`` at ``batch``: standard-normal patches (already normalised) or features."""
+    """Random inputs of ``graph`` at ``batch``: patches as the encoder takes them (uniform uint8 pixels, or
+    standard-normal values standing for normalised float32 patches) or standard-normal features."""
     if graph == "encoder":
         s = spec.patch_size
+        if spec.encoder_input == "uint8":
+            return {"patches": rng.integers(0, 256, (batch, s, s, 3), dtype=np.uint8)}
         return {"patches": rng.standard_normal((batch, 3, s, s), dtype=np.float32)}
     f = spec.feature_dim
     return {name: rng.standard_normal((batch, f), dtype=np.float32) for name in ("f_ref", "f_dis")}
@@ -291,7 +294,8 @@ def measure_e2e(
     predictor = JNDPredictor(models, config)
     variant = "" if prefetch_jpeg else "serial-jpeg"
     s = models.model.patch_size
-    input_bytes = 3 * s * s * 4  # one float32 patch of the encoder's input
+    # one patch of the encoder's input: uint8 pixels or normalised float32 (ModelSpec.encoder_input)
+    input_bytes = 3 * s * s * (1 if models.model.encoder_input == "uint8" else 4)
     rows: list[Measurement] = []
     for image in images:
         try:
@@ -326,7 +330,8 @@ def measure_e2e(
 
 @dataclass
 class DriftBatch:
-    """The fixed inputs of the tensor-drift suite: reference patches and their JPEG-distorted versions."""
+    """The fixed inputs of the tensor-drift suite: reference patches and their JPEG-distorted versions, as uint8 BGR
+    pixels (each target gets them as its encoder graph takes them: :func:`run_graphs`)."""
 
     reference: np.ndarray
     distorted: np.ndarray
@@ -337,7 +342,7 @@ class DriftBatch:
 def make_drift_batch(images: Sequence[Path], spec: ModelSpec, n_reference: int, qfs: Sequence[int]) -> DriftBatch:
     """Up to ``n_reference`` reference patches spread over ``images``, and each one distorted at every QF in ``qfs``.
 
-    The patches are cut, JPEG-coded and normalised by the predictor's own pair maker.
+    The patches are cut and JPEG-coded by the predictor's own pair maker.
     """
     from sgjnd.runtime.decode import decode_image
     from sgjnd.runtime.pairs import PairMaker
@@ -354,8 +359,8 @@ def make_drift_batch(images: Sequence[Path], spec: ModelSpec, n_reference: int, 
     n = len(reference)
     flat = distorted.reshape(n * len(qfs), *distorted.shape[2:])  # patch-major: patch i at every QF in turn
     return DriftBatch(
-        reference=maker.normalize(np.ascontiguousarray(reference)),
-        distorted=maker.normalize(np.ascontiguousarray(flat)),
+        reference=np.ascontiguousarray(reference),
+        distorted=np.ascontiguousarray(flat),
         qfs=tuple(qfs),
         source=f"{n} patches from {len(images)} photos, each also JPEG-coded at QF {', '.join(map(str, qfs))}",
     )
@@ -363,11 +368,13 @@ def make_drift_batch(images: Sequence[Path], spec: ModelSpec, n_reference: int, 
 
 def run_graphs(models: ModelBackends, batch: DriftBatch) -> dict[str, np.ndarray]:
     """Features of every drift patch and q, w of every (reference, distorted) pair, through ``models`` (entered),
-    batched as the predictor batches them."""
+    batched as the predictor batches them, the patches as the model's encoder graph takes them."""
     from sgjnd.runtime.batching import encode, score_pairs
+    from sgjnd.runtime.pairs import PairMaker
 
-    f_ref = encode(models, batch.reference)
-    f_dis = encode(models, batch.distorted)
+    maker = PairMaker(models.model)
+    f_ref = encode(models, maker.encoder_input(batch.reference))
+    f_dis = encode(models, maker.encoder_input(batch.distorted))
     q, w = score_pairs(models, np.repeat(f_ref, len(batch.qfs), axis=0), f_dis)
     return {"features": np.concatenate([f_ref, f_dis]), "q": q, "w": w}
 
@@ -676,7 +683,7 @@ def _measure_target(
         if config.head:
             graphs.append(("head", models.head))
         for graph, backend in graphs:
-            rows += measure_latency(target, backend, graph, prepared.spec, config.batches_for(target), loop,
+            rows += measure_latency(target, backend, graph, models.model, config.batches_for(target), loop,
                                     frame=frame, on_point=step)
         rows += unsupported_variant_rows(target, models.encoder)
         strategies = [s for t, s in config.e2e_plan() if t.name == target.name]

@@ -471,7 +471,7 @@ def _int8(
         "excluded_op_types": list(q.exclude_op_types),
         "cache_key_encoder": cache_key(enc_key),
     }
-    probe = data.normalized(spec, 0, min(SENSITIVITY_PATCHES, len(data))) if config.sensitivity else None
+    probe = data.encoder_inputs(spec, 0, min(SENSITIVITY_PATCHES, len(data))) if config.sensitivity else None
     encoders = [_quantize_encoder(prepared["encoder"], enc_ranges, flavour, q, facts, prep_notes["encoder"], work,
                                   threads=config.threads, notes=notes, sensitivity=probe)
                 for flavour in config.flavours]

@@ -174,21 +174,22 @@ class CalibrationSet:
         ]
         return sha256_bytes(b"".join(parts))
 
-    def normalized(self, spec: ModelSpec, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Encoder input for patches ``start:stop``, normalised as the runtime does for ``spec``.
+    def encoder_inputs(self, spec: ModelSpec, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Encoder input for patches ``start:stop`` as the runtime gives it to ``spec``'s encoder graph (uint8 pixels
+        or normalised float32: ``spec.encoder_input``), so INT8 ranges are calibrated on what the graph will see.
 
         Raises:
             CalibrationError: the set's patch size is not the spec's.
         """
         self.check_spec(spec)
-        return PairMaker(spec).normalize(np.ascontiguousarray(self.patches[start:stop]))
+        return PairMaker(spec).encoder_input(np.ascontiguousarray(self.patches[start:stop]))
 
     def batches(self, spec: ModelSpec, batch_size: int) -> Iterator[np.ndarray]:
-        """Normalised encoder inputs in batches of ``batch_size`` (the last one may be shorter)."""
+        """Encoder inputs (:meth:`encoder_inputs`) in batches of ``batch_size`` (the last one may be shorter)."""
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1, got {batch_size}")
         for start in range(0, len(self), batch_size):
-            yield self.normalized(spec, start, start + batch_size)
+            yield self.encoder_inputs(spec, start, start + batch_size)
 
     def check_spec(self, spec: ModelSpec) -> None:
         """Refuse a spec whose patch size differs from the set's.
@@ -504,7 +505,7 @@ def head_features(models: ModelBackends, data: CalibrationSet) -> np.ndarray:
     """The head's calibration data: encoder features of every patch of ``data``, in the set's order.
 
     ``models`` is an entered model (the FP32 graphs); the patches stream through its encoder in the runtime's batches
-    (:func:`sgjnd.runtime.batching.encode`), normalised for ``models.model``.
+    (:func:`sgjnd.runtime.batching.encode`), as ``models.model``'s encoder takes them.
     """
     batches = data.batches(models.model, batch_size_for(models.encoder))
     return np.asarray(encode(models, batches), dtype=np.float32)
@@ -545,12 +546,12 @@ class EncoderDataReader:
         return math.ceil(max(0, self.stop - self.start) / self.batch_size)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        """The next batch of normalised patches, or None when the range is exhausted."""
+        """The next batch of encoder inputs, or None when the range is exhausted."""
         if self._next >= self.stop:
             return None
         start = self._next
         self._next = min(start + self.batch_size, self.stop)
-        return {self.input_name: self.data.normalized(self.spec, start, self._next)}
+        return {self.input_name: self.data.encoder_inputs(self.spec, start, self._next)}
 
     def rewind(self) -> None:
         """Start again from the first batch."""
@@ -617,7 +618,8 @@ def head_chunks(features: np.ndarray, data: CalibrationSet, chunk: int = HEAD_CH
 
 
 class TrtCalibrationBatches:
-    """Re-iterable encoder batches ``{"patches": (B, 3, s, s) float32}`` for TensorRT 10's legacy calibrator.
+    """Re-iterable encoder batches ``{"patches": array}`` for TensorRT 10's legacy calibrator, as the encoder graph
+    takes them (``(B, 3, s, s)`` float32 or ``(B, s, s, 3)`` uint8 pixels: ``spec.encoder_input``).
 
     Satisfies :class:`sgjnd.export.trt.CalibrationBatches`: every ``iter()`` starts from the first batch (a
     generator could not be rewound), all batches have the same size (the last short batch is dropped, since an
@@ -651,7 +653,7 @@ class TrtCalibrationBatches:
     def shape(self) -> tuple[int, int, int, int]:
         """Shape of every batch."""
         s = self.spec.patch_size
-        return (self.batch_size, 3, s, s)
+        return (self.batch_size, s, s, 3) if self.spec.encoder_input == "uint8" else (self.batch_size, 3, s, s)
 
     @property
     def fingerprint(self) -> str:
@@ -661,10 +663,10 @@ class TrtCalibrationBatches:
     def sha256(self) -> str:
         """Hash of the calibration data and the normalisation (for the legacy cache key)."""
         norm = json.dumps({"mean": self.spec.mean, "std": self.spec.std, "order": self.spec.channel_order,
-                           "batch": self.batch_size})
+                           "batch": self.batch_size, "input": self.spec.encoder_input})
         return sha256_bytes(f"{self.data.sha256()}|{norm}".encode())
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         for b in range(self.num_batches):
             start = b * self.batch_size
-            yield {"patches": self.data.normalized(self.spec, start, start + self.batch_size)}
+            yield {"patches": self.data.encoder_inputs(self.spec, start, start + self.batch_size)}

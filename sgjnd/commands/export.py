@@ -25,6 +25,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                         help="largest batch the runtime may send (recorded for TensorRT profiles)")
     parser.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
                         help="torch exporter (dynamo needs --opset 18 or later)")
+    parser.add_argument("--encoder-input", choices=("uint8", "float32"), default="uint8",
+                        help="what the encoder graph takes: uint8 BGR pixels (N, s, s, 3), normalised inside the graph "
+                        "(a quarter of the bytes to a GPU, no normalisation pass on the host), or normalised float32 "
+                        "(N, 3, s, s) patches (graphs exported before uint8 inputs existed)")
     parser.add_argument("--simplify", action=argparse.BooleanOptionalAction, default=True,
                         help="run onnxslim (or onnx-simplifier) when installed, keeping its result only if the outputs "
                         "are verifiably unchanged")
@@ -45,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         exporter=args.exporter,
         simplify=args.simplify,
+        encoder_input=args.encoder_input,
     )
     print(report.summary())
     weights = report.sidecars["encoder"].artifact.weights

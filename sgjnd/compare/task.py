@@ -263,7 +263,8 @@ class _Run:
 
 @dataclass(frozen=True)
 class _Inputs:
-    """What every target is fed: the patches for the encoders, the reference's feature pairs for the heads."""
+    """What every target is fed: the patches for the encoders (uint8 pixels in ``pair_set``, given to each encoder as
+    its graph takes them), the reference's feature pairs for the heads."""
 
     pair_set: PairSet
     f_ref: np.ndarray
@@ -338,21 +339,22 @@ def run_comparison(
     def run(target: ModelSource, expect: ModelSpec | None, inputs: _Inputs | None) -> tuple[_Run, _Inputs]:
         start = time.perf_counter()
         with open_source(target) as m:
-            if expect is not None and m.model != expect:
+            if expect is not None and not m.model.same_network(expect):  # a uint8 or float32 encoder input may differ
                 raise UsageError(
                     f"{target.label} is model {m.model.name!r} (patch {m.model.patch_size}, features "
                     f"{m.model.feature_dim}) but the reference is {expect.name!r} (patch {expect.patch_size}, "
                     f"features {expect.feature_dim}), or their preprocessing differs: compare artifacts of one model"
                 )
             batch, pad = config.batch_size, config.pad_last_batch  # the predictor's batching
+            to_input = PairMaker(m.model).encoder_input  # uint8 pixels or normalised float32, as its graph takes them
             if inputs is None:
-                maker = PairMaker(m.model, margin=config.jpeg_margin)
+                maker = PairMaker(m.model.with_encoder_input("uint8"), margin=config.jpeg_margin)  # pixels, shared
                 pair_set = make_pair_set(maker, [d.bgr for d in decoded], qfs, max_patches=max_patches)
-                features = encode(m, pair_set.patches, batch, pad=pad)
+                features = encode(m, to_input(pair_set.patches), batch, pad=pad)
                 f_ref, f_dis = pair_set.pairs(features)
                 inputs = _Inputs(pair_set, np.ascontiguousarray(f_ref), np.ascontiguousarray(f_dis))
             else:
-                features = encode(m, inputs.pair_set.patches, batch, pad=pad)
+                features = encode(m, to_input(inputs.pair_set.patches), batch, pad=pad)
             q, w = score_pairs(m, inputs.f_ref, inputs.f_dis, batch, pad=pad)
             head = {"q": q, "w": w}
             predictions: list[Any] = []

@@ -34,7 +34,17 @@ from sgjnd.compare.tensors import OutputComparison, Tolerance, compare_outputs, 
 from sgjnd.errors import ExportError, SgjndError, UsageError
 from sgjnd.fileio import atomic_output, sha256_bytes
 from sgjnd.runtime.modeldir import artifact_path
-from sgjnd.spec import BATCH, ArtifactInfo, GraphName, GraphSpec, ModelSpec, Sidecar, read_sidecar, sidecar_path
+from sgjnd.spec import (
+    BATCH,
+    ArtifactInfo,
+    EncoderInput,
+    GraphName,
+    GraphSpec,
+    ModelSpec,
+    Sidecar,
+    read_sidecar,
+    sidecar_path,
+)
 
 if TYPE_CHECKING:
     import onnx
@@ -122,6 +132,7 @@ def onnx_from_checkpoint(
     parity_patches: np.ndarray | None = None,
     exporter: Exporter = "torchscript",
     simplify: bool = True,
+    encoder_input: EncoderInput = "uint8",
 ) -> ExportReport:
     """Export the encoder and head of ``checkpoint`` to ``out_dir/encoder.onnx`` and ``out_dir/head.onnx``.
 
@@ -133,11 +144,16 @@ def onnx_from_checkpoint(
         out_dir: the model directory; created if missing.
         opset: ONNX opset of the graphs (at least 17).
         max_batch: the largest batch the runtime may send, recorded in the sidecars (TensorRT profiles use it).
-        parity_patches: normalised (N, 3, s, s) float32 patches for the parity check; None uses reference and
+        parity_patches: patches for the parity check: (N, s, s, 3) uint8 BGR pixels (either encoder input), or
+            normalised (N, 3, s, s) float32 patches (float32 encoder input only); None uses reference and
             JPEG-distorted patches of the bundled photos.
         exporter: ``torchscript`` (exact opset, fast) or ``dynamo`` (needs opset >= 18).
         simplify: run onnxslim (or onnx-simplifier) when installed, and keep its result only if the graph's inputs,
             outputs and ONNX Runtime results are unchanged.
+        encoder_input: ``uint8`` (default): the encoder takes (N, s, s, 3) BGR pixels and normalises inside the
+            graph (:class:`sgjnd.model.pixels.PixelEncoder`); ``float32``: it takes normalised (N, 3, s, s) patches.
+            Either way PyTorch's reference runs the float network on the runtime's own float preprocessing, so the
+            parity check also proves the in-graph preprocessing.
 
     Returns:
         The report: files, sidecars, parity figures.
@@ -153,15 +169,23 @@ def onnx_from_checkpoint(
     import torch
 
     from sgjnd.model import load_checkpoint
+    from sgjnd.model.pixels import PixelEncoder
 
     start = time.perf_counter()
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    _check_args(out_dir, opset, max_batch, exporter)
+    _check_args(out_dir, opset, max_batch, exporter, encoder_input)
     hint = f"sgjnd export {checkpoint} -o {out_dir}"
     network = load_checkpoint(checkpoint)
     source = read_sidecar(checkpoint, verify_hash=False)  # load_checkpoint verified the hash and the embedded spec
-    spec = source.model
-    patches, pair_set, parity_source = _parity_inputs(spec, parity_patches)
+    network_spec = source.model.with_encoder_input("float32")  # what the torch modules take
+    spec = source.model.with_encoder_input(encoder_input)  # what the graphs take, recorded in their sidecars
+    floats, pixels, pair_set, parity_source = _parity_inputs(network_spec, parity_patches)
+    if encoder_input == "uint8" and pixels is None:
+        raise UsageError(
+            "parity_patches for a uint8-input encoder must be (N, s, s, 3) uint8 BGR pixels, got normalised float32 "
+            "patches: pass the pixels, or export with encoder_input='float32'"
+        )
+    patches = pixels if encoder_input == "uint8" and pixels is not None else floats  # what the encoder graph takes
 
     graphs: dict[GraphName, _Graph] = {}
     with torch.no_grad():
@@ -169,18 +193,22 @@ def onnx_from_checkpoint(
             "encoder": (torch.from_numpy(patches[:2].copy()),),
             "head": (torch.zeros(2, spec.feature_dim), torch.zeros(2, spec.feature_dim)),
         }
-        modules: dict[GraphName, torch.nn.Module] = {"encoder": network.encoder, "head": network.head}
+        encoder = PixelEncoder(network.encoder, network_spec) if encoder_input == "uint8" else network.encoder
+        modules: dict[GraphName, torch.nn.Module] = {"encoder": encoder, "head": network.head}
         for name in ("encoder", "head"):
             graph_spec = spec.graph(name)
             proto = _export(modules[name], samples[name], graph_spec, opset, exporter, max_batch)
+            if modules[name] is not network.encoder and name == "encoder":
+                _unwrap_names(proto, "encoder", "pixels")
             proto = _finish(proto, graph_spec, spec, source.artifact.sha256)
             _check_opset(proto, graph_spec, opset)
             _check_layernorm(modules[name], proto, graph_spec, opset)
             graphs[name] = _Graph(name, graph_spec, spec, source.artifact.sha256, proto)
 
-        # Reference results from PyTorch: features of all parity patches, q and w of (reference, distorted) pairs.
-        features = network.encoder(torch.from_numpy(patches)).numpy()
-        single = network.encoder(torch.from_numpy(patches[:1].copy())).numpy()
+        # Reference results from PyTorch: the float network on the runtime's float preprocessing (whatever the graph
+        # takes): features of all parity patches, q and w of (reference, distorted) pairs.
+        features = network.encoder(torch.from_numpy(floats)).numpy()
+        single = network.encoder(torch.from_numpy(floats[:1].copy())).numpy()
         f_ref, f_dis = _pairs(features, pair_set)
         q, w = network.head(torch.from_numpy(f_ref), torch.from_numpy(f_dis))
     feeds = {
@@ -262,7 +290,7 @@ def onnx_from_checkpoint(
 # -- checks ----------------------------------------------------------------------------------------------------
 
 
-def _check_args(out_dir: Path, opset: int, max_batch: int, exporter: str) -> None:
+def _check_args(out_dir: Path, opset: int, max_batch: int, exporter: str, encoder_input: str) -> None:
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
         raise UsageError(
             f"opset must be an integer >= {MIN_OPSET} (LayerNormalization is one op from opset 17), got {opset!r}"
@@ -273,6 +301,8 @@ def _check_args(out_dir: Path, opset: int, max_batch: int, exporter: str) -> Non
         raise UsageError(f"the dynamo exporter writes opset 18 or later, got --opset {opset}; use 18+ or torchscript")
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
         raise UsageError(f"max_batch must be a positive integer, got {max_batch!r}")
+    if encoder_input not in ("uint8", "float32"):
+        raise UsageError(f"encoder_input must be 'uint8' or 'float32', got {encoder_input!r}")
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir} exists and is not a directory: give a directory for the ONNX graphs")
 
@@ -343,6 +373,39 @@ def _export(
             f"torch {torch.__version__} could not export the {graph.name} graph to ONNX opset {opset} with the "
             f"{exporter} exporter: {type(exc).__name__}: {str(exc).strip()[:800]}"
         ) from exc
+
+
+def _unwrap_names(proto: onnx.ModelProto, inner: str, outer: str) -> None:
+    """Give the wrapped module's nodes and tensors the names they have when it is exported alone, and put the
+    wrapper's own under ``/<outer>/``.
+
+    Exported inside :class:`~sgjnd.model.pixels.PixelEncoder`, every encoder node would be named ``/encoder/...``
+    and every weight ``encoder....``; recipes that name nodes (``--exclude-nodes`` patterns such as
+    ``/backbone/_blocks.[0-5]/*``, sensitivity reports) must apply to both kinds of graph, so the names are made
+    those of the float graph. The preprocessing nodes (``/Cast``, ``/Mul``, ...) move to ``/pixels/...`` so that
+    they cannot collide with the encoder's top-level nodes.
+    """
+    scope, weights = f"/{inner}/", f"{inner}."
+
+    def rename(name: str) -> str:
+        if name.startswith(scope):
+            return "/" + name[len(scope):]
+        if name.startswith(weights):
+            return name[len(weights):]
+        if name.startswith("/"):
+            return f"/{outer}{name}"
+        return name
+
+    graph = proto.graph
+    kept = {v.name for v in (*graph.input, *graph.output)}  # the I/O names are the spec's
+    for node in graph.node:
+        node.name = rename(node.name)
+        node.input[:] = [n if n in kept else rename(n) for n in node.input]
+        node.output[:] = [n if n in kept else rename(n) for n in node.output]
+    for init in graph.initializer:
+        init.name = rename(init.name)
+    for info in graph.value_info:
+        info.name = rename(info.name)
 
 
 def _finish(proto: onnx.ModelProto, graph: GraphSpec, model: ModelSpec, checkpoint_sha256: str) -> onnx.ModelProto:
@@ -419,29 +482,39 @@ def _session(data: bytes, graph: GraphSpec, hint: str) -> Any:
 # -- parity inputs ---------------------------------------------------------------------------------------------
 
 
-def _parity_inputs(spec: ModelSpec, given: np.ndarray | None) -> tuple[np.ndarray, PairSet | None, str]:
-    """Normalised parity patches, their (reference, distorted) layout when we made them, and where they came from.
+def _parity_inputs(
+    spec: ModelSpec, given: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None, PairSet | None, str]:
+    """Parity patches: normalised float32 (for PyTorch and float graphs), the uint8 BGR pixels they came from (None
+    when float patches were given), their (reference, distorted) layout when we made them, and where they came from.
 
     Made by the predictor's own pair maker (exact-crop JPEG at :data:`PARITY_QFS`), so the graphs are checked on
     the inputs they will run on.
     """
+    from sgjnd.runtime.patches import normalize_patches
+
     s = spec.patch_size
     if given is not None:
         array = np.asarray(given)
-        if array.dtype != np.float32 or array.ndim != 4 or array.shape[1:] != (3, s, s) or len(array) < 2:
-            raise UsageError(
-                f"parity_patches must be float32 (N >= 2, 3, {s}, {s}) normalised patches, got "
-                f"{array.dtype} {array.shape}"
-            )
-        return np.ascontiguousarray(array), None, f"{len(array)} given patches"
+        if array.dtype == np.uint8 and array.ndim == 4 and array.shape[1:] == (s, s, 3) and len(array) >= 2:
+            pixels = np.ascontiguousarray(array)
+            return normalize_patches(pixels, spec), pixels, None, f"{len(array)} given patches"
+        if array.dtype == np.float32 and array.ndim == 4 and array.shape[1:] == (3, s, s) and len(array) >= 2:
+            return np.ascontiguousarray(array), None, None, f"{len(array)} given patches"
+        raise UsageError(
+            f"parity_patches must be uint8 (N >= 2, {s}, {s}, 3) BGR pixels or float32 (N >= 2, 3, {s}, {s}) "
+            f"normalised patches, got {array.dtype} {array.shape}"
+        )
     from sgjnd.runtime.pairs import PairMaker, make_pair_set
 
     images, source = _parity_images(s)
-    pair_set = make_pair_set(PairMaker(spec), images, PARITY_QFS, max_patches=PARITY_PATCHES_PER_PHOTO)
+    pair_set = make_pair_set(
+        PairMaker(spec.with_encoder_input("uint8")), images, PARITY_QFS, max_patches=PARITY_PATCHES_PER_PHOTO
+    )
     n_ref, n_all = pair_set.n_ref, len(pair_set.patches)
     qfs = ", ".join(map(str, PARITY_QFS))
     described = f"{n_ref} reference + {n_all - n_ref} JPEG-distorted (QF {qfs}) patches of {source}"
-    return pair_set.patches, pair_set, described
+    return normalize_patches(pair_set.patches, spec), pair_set.patches, pair_set, described
 
 
 def _pairs(features: np.ndarray, pair_set: PairSet | None) -> tuple[np.ndarray, np.ndarray]:

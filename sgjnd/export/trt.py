@@ -62,6 +62,7 @@ from sgjnd.runtime.backends.trt import (
     engine_record,
     load_checked_engine,
     make_trt_logger,
+    numpy_dtype,
     require_tensorrt,
     trt_module,
 )
@@ -139,7 +140,8 @@ def _parse_onnx(parser: trt.OnnxParser, path: Path) -> None:
 
 
 def check_network_io(network: trt.INetworkDefinition, graph: GraphSpec, source: Path) -> None:
-    """Check the parsed network's inputs and outputs against the graph spec (names, rank, static dims).
+    """Check the parsed network's inputs and outputs against the graph spec (names, rank, static dims, and the
+    input dtype: a uint8-input encoder must reach TensorRT as a UINT8 network input, cast inside the network).
 
     Raises:
         BuildError: naming the tensor and the difference.
@@ -158,6 +160,13 @@ def check_network_io(network: trt.INetworkDefinition, graph: GraphSpec, source: 
         want = batch_shape(spec, -1)
         if len(got) != len(want) or any(w != -1 and g != w for g, w in zip(got, want, strict=True)):
             raise BuildError(f"{source}: input {spec.name!r} has shape {got}, but the spec says {spec.shape}")
+        try:
+            got_dtype = numpy_dtype(inputs[spec.name].dtype)
+        except BackendError as exc:
+            raise BuildError(f"{source}: input {spec.name!r}: {exc}") from exc
+        if got_dtype != np.dtype(spec.dtype):
+            raise BuildError(f"{source}: input {spec.name!r} is {got_dtype} in the parsed network, but the spec says "
+                             f"{spec.dtype}; re-export the model")
 
 
 # -- config ----------------------------------------------------------------------------------------------------------
@@ -290,14 +299,14 @@ def _setup_legacy(
         note = "LEGACY int8: the head was built with BuilderFlag.FP16 only (calibrating it would need encoder features)"
         return _Legacy(["FP16"], note=note)
     trt_config.set_flag(trt.BuilderFlag.INT8)
-    s = sidecar.model.patch_size
-    summary = check_calibration_source(calibration, s) if calibration is not None else None
+    summary = check_calibration_source(calibration, sidecar.model) if calibration is not None else None
     parts = calibration_key_parts(sidecar.artifact.sha256, sidecar.model, str(trt.__version__))
     plan = plan_calibration_cache(calibration_cache_path(onnx_path.parent, graph.name), parts, summary)
     if summary is None:  # a matching cache exists: TensorRT reads it and never asks for a batch
         summary = SourceSummary(batch_size=1, batches=0, fingerprint=plan.key)
     state = CalibratorState()
-    calibrator = make_entropy_calibrator(calibration, summary, plan, api, (3, s, s), state)
+    calibrator = make_entropy_calibrator(calibration, summary, plan, api, sidecar.model.encoder_graph().inputs[0],
+                                         state)
     trt_config.int8_calibrator = calibrator
     n = summary.batch_size  # calibration runs at one fixed batch: its own profile, min = opt = max
     if not trt_config.set_calibration_profile(_add_profile(builder, graph, BatchProfile(n, n, n))):

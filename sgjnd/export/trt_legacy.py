@@ -24,7 +24,7 @@ import numpy as np
 from sgjnd.errors import BuildError, UsageError
 from sgjnd.fileio import write_atomic
 from sgjnd.runtime import cuda
-from sgjnd.spec import ModelSpec
+from sgjnd.spec import ModelSpec, TensorSpec
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -39,8 +39,9 @@ CALIBRATION_INPUT = "patches"
 class CalibrationBatches(Protocol):
     """A re-iterable source of calibration batches: each ``iter()`` starts again from the first batch.
 
-    Each batch is ``{"patches": float32 array (B, 3, s, s)}`` preprocessed exactly as the runtime does (the model
-    spec's mean, std and channel order), from reference and JPEG-distorted patches across the QF range. All batches
+    Each batch is ``{"patches": array}`` as the encoder graph takes it (``(B, 3, s, s)`` float32 preprocessed exactly
+    as the runtime does, or ``(B, s, s, 3)`` uint8 pixels for a uint8-input graph: ``ModelSpec.encoder_input``), from
+    reference and JPEG-distorted patches across the QF range. All batches
     have the same B. A generator is not re-iterable: wrap it in a class whose ``__iter__`` makes a new one.
 
     A source may also carry ``fingerprint: str``, a stable hash of the calibration set (image hashes, sampling
@@ -55,7 +56,7 @@ EMPTY_SOURCE_CAUSES = (
     "(1) the source has nothing to provide (an empty image folder, or every image smaller than the patch size);\n"
     "(2) the source is a generator or an iterator that was already consumed: generators cannot be rewound, so "
     "pass an object whose __iter__ starts over;\n"
-    "(3) the source yields something other than {'patches': float32 array (B, 3, s, s)}."
+    "(3) the source yields something other than {'patches': array} as the encoder graph takes it."
 )
 """The error for an empty calibration source, Polygraphy style."""
 
@@ -91,8 +92,9 @@ class SourceSummary:
     fingerprint: str
 
 
-def check_calibration_source(source: object, patch_size: int) -> SourceSummary:
-    """Check that ``source`` is re-iterable and yields uniform float32 ``(B, 3, s, s)`` patch batches.
+def check_calibration_source(source: object, model: ModelSpec) -> SourceSummary:
+    """Check that ``source`` is re-iterable and yields uniform patch batches of ``model``'s encoder input (float32
+    ``(B, 3, s, s)`` or uint8 ``(B, s, s, 3)``).
 
     Reads the whole source once (to hash it when it has no ``fingerprint``); the calibrator reads it again.
 
@@ -107,15 +109,16 @@ def check_calibration_source(source: object, patch_size: int) -> SourceSummary:
             f"calibration batches must be re-iterable, but {type(source).__name__} is a one-shot iterator "
             "(generators cannot be rewound): pass an object whose __iter__ starts over, such as a list"
         )
-    expected_tail = (3, patch_size, patch_size)
+    (patches,) = model.encoder_graph().inputs
+    expected_tail = tuple(int(d) for d in patches.shape[1:])
     digest = hashlib.sha256()
     batch_size = 0
     count = 0
     for index, batch in enumerate(source):
         array = _batch_array(batch, index)
-        if array.dtype != np.float32 or array.ndim != 4 or tuple(array.shape[1:]) != expected_tail:
+        if array.dtype != np.dtype(patches.dtype) or array.ndim != 4 or tuple(array.shape[1:]) != expected_tail:
             raise UsageError(
-                f"calibration batch {index} must be float32 (B, {', '.join(map(str, expected_tail))}), "
+                f"calibration batch {index} must be {patches.dtype} (B, {', '.join(map(str, expected_tail))}), "
                 f"got {array.dtype} {array.shape}"
             )
         if count == 0:
@@ -241,7 +244,7 @@ def make_entropy_calibrator(
     summary: SourceSummary,
     plan: CachePlan,
     api: cuda.CudaApi,
-    sample_shape: tuple[int, ...],
+    sample: TensorSpec,
     state: CalibratorState,
 ) -> trt.IInt8EntropyCalibrator2:
     """An IInt8EntropyCalibrator2 that copies each batch to one device buffer and reads/writes the keyed cache.
@@ -251,7 +254,9 @@ def make_entropy_calibrator(
     """
     import tensorrt as trt
 
-    nbytes = summary.batch_size * int(np.prod(sample_shape)) * 4
+    sample_shape = tuple(int(d) for d in sample.shape[1:])
+    dtype = np.dtype(sample.dtype)
+    nbytes = summary.batch_size * int(np.prod(sample_shape)) * dtype.itemsize
     fingerprint = summary.fingerprint
 
     class _EntropyCalibrator(trt.IInt8EntropyCalibrator2):
@@ -273,7 +278,7 @@ def make_entropy_calibrator(
                     state.error = EMPTY_SOURCE_CAUSES.replace("\n", " ")
                 return []  # TensorRT: no more batches
             try:
-                array = np.ascontiguousarray(_batch_array(batch, state.batches), dtype=np.float32)
+                array = np.ascontiguousarray(_batch_array(batch, state.batches), dtype=dtype)
                 if array.shape != (summary.batch_size, *sample_shape):
                     raise UsageError(f"calibration batch {state.batches} has shape {array.shape}, expected "
                                      f"{(summary.batch_size, *sample_shape)}")

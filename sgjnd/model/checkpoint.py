@@ -7,7 +7,6 @@ read with ``torch.load(weights_only=True)``: a checkpoint is data, never code.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 from collections.abc import Mapping
@@ -23,7 +22,7 @@ from sgjnd.errors import CheckpointError, SpecError, UsageError
 from sgjnd.fileio import sha256_bytes, write_atomic
 from sgjnd.model.resnet import TORCHVISION_IGNORED_PREFIXES, ResNet
 from sgjnd.model.sgjnd_net import SGJND, model_from_spec
-from sgjnd.spec import ArtifactInfo, Sidecar, read_sidecar, write_sidecar
+from sgjnd.spec import ArtifactInfo, Sidecar, read_sidecar, spec_dict, write_sidecar
 
 CHECKPOINT_FORMAT = 1
 """Version of the checkpoint payload layout."""
@@ -119,7 +118,7 @@ def save_checkpoint(model: SGJND, path: Path | str, *, weights: str) -> Sidecar:
     path = Path(path)
     payload = {
         "format": CHECKPOINT_FORMAT,
-        "model": dataclasses.asdict(model.spec),
+        "model": spec_dict(model.spec),
         "state_dict": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
     }
     buffer = io.BytesIO()  # a fixed in-archive name, so equal models give equal bytes and hashes
@@ -157,7 +156,7 @@ def load_checkpoint(path: Path | str, *, verify_hash: bool = True) -> SGJND:
     path = Path(path)
     payload = _read_checkpoint_payload(path)
     sidecar = read_sidecar(path, rebuild_hint=REBUILD_HINT, verify_hash=verify_hash)
-    differing = _spec_differences(payload["model"], dataclasses.asdict(sidecar.model))
+    differing = _spec_differences(payload["model"], spec_dict(sidecar.model))
     if differing:
         raise SpecError(
             f"{path}: the model spec inside the checkpoint differs from its sidecar in {differing} "
@@ -216,6 +215,8 @@ def _spec_differences(embedded: Any, sidecar: dict[str, Any]) -> list[str]:
         return ["<the whole spec>"]
     a = json.loads(json.dumps(embedded, sort_keys=True, default=str))
     b = json.loads(json.dumps(sidecar, sort_keys=True, default=str))
+    for spec in (a, b):  # a float-input spec may be written with or without the field (spec.spec_dict)
+        spec.setdefault("encoder_input", "float32")
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 

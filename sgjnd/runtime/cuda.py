@@ -128,6 +128,10 @@ class CudaApi(abc.ABC):
     def memcpy_htod(self, dst: int, src: np.ndarray) -> None:
         """Copy the contiguous host array ``src`` to device pointer ``dst`` and wait."""
 
+    def tensor_device(self, index: int) -> str:
+        """The torch device whose memory this API's device pointers address (``cuda:<index>``)."""
+        return f"cuda:{index}"
+
     @abc.abstractmethod
     def versions(self) -> dict[str, str]:
         """Versions of the CUDA runtime, driver and binding package, for logs and sidecars."""

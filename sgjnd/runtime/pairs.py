@@ -2,7 +2,8 @@
 
 An image is padded to at least one patch by edge replication, cut into a patch grid, and each patch is JPEG-coded
 at a QF with the exact-crop codec (:meth:`~sgjnd.runtime.jpeg.JpegCodec.distorted_patches`: the patch's pixels
-equal those of the whole image's JPEG round trip) and normalised as the graphs expect. The predictor, compare,
+equal those of the whole image's JPEG round trip) and given to the encoder as its graph takes them (uint8 pixels,
+or normalised float32: ``ModelSpec.encoder_input``). The predictor, compare,
 the benchmarks' drift batch, calibration and export parity all make their patches here, so what they measure is
 what the predictor runs.
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from sgjnd.errors import UsageError
 from sgjnd.runtime.jpeg import JpegCodec
-from sgjnd.runtime.patches import PatchGrid, extract_patches, normalize_patches, pad_to_patch, patch_grid
+from sgjnd.runtime.patches import PatchGrid, encoder_patches, extract_patches, pad_to_patch, patch_grid
 from sgjnd.spec import ModelSpec
 
 
@@ -113,17 +114,18 @@ class PairMaker:
         """(N, s, s, 3) uint8 BGR patches of the image's JPEG round trip at ``qf``."""
         return self.codec.distorted_patches(image.bgr, image.grid, int(qf), margin=self.margin)
 
-    def normalize(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 BGR patches -> the encoder's (N, 3, s, s) float32 input."""
-        return normalize_patches(pixels, self.spec)
+    def encoder_input(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, s, s, 3) uint8 BGR patches -> the encoder's input: the same pixels for a uint8 graph, (N, 3, s, s)
+        float32 normalised for a float one."""
+        return encoder_patches(pixels, self.spec)
 
     def reference(self, image: GriddedImage) -> np.ndarray:
         """The encoder's input for the reference patches."""
-        return self.normalize(self.reference_pixels(image))
+        return self.encoder_input(self.reference_pixels(image))
 
     def distorted(self, image: GriddedImage, qf: int) -> np.ndarray:
         """The encoder's input for the patches JPEG-coded at ``qf``."""
-        return self.normalize(self.distorted_pixels(image, qf))
+        return self.encoder_input(self.distorted_pixels(image, qf))
 
     def distorted_stream(self, image: GriddedImage, qfs: Sequence[int]) -> Iterator[np.ndarray]:
         """The encoder's input QF by QF, in ``qfs`` order.
@@ -133,7 +135,7 @@ class PairMaker:
         """
         if self.trials == "exact":
             for pixels in self._exact_rounds(image, qfs):
-                yield from map(self.normalize, pixels)
+                yield from map(self.encoder_input, pixels)
         elif self.prefetch and len(qfs) > 1:
             yield from prefetched(lambda qf: self.distorted(image, qf), qfs)
         else:

@@ -167,8 +167,22 @@ def extract_patches(image_bgr: np.ndarray, grid: PatchGrid) -> np.ndarray:
     return out
 
 
+def encoder_patches(patches_bgr: np.ndarray, model: ModelSpec) -> np.ndarray:
+    """BGR uint8 patches as the model's encoder graph takes them (:attr:`~sgjnd.spec.ModelSpec.encoder_input`).
+
+    ``uint8``: the pixels themselves, C-contiguous (the graph normalises); ``float32``: :func:`normalize_patches`.
+
+    Raises:
+        UsageError: the patches are not (N, s, s, 3) uint8 with s equal to the spec's patch size.
+    """
+    if model.encoder_input == "uint8":
+        _check_patches(patches_bgr, model)
+        return np.ascontiguousarray(patches_bgr)
+    return normalize_patches(patches_bgr, model)
+
+
 def normalize_patches(patches_bgr: np.ndarray, model: ModelSpec) -> np.ndarray:
-    """Turn BGR uint8 patches into the encoder's input: channel order per the spec, /255, (x − mean)/std, NCHW.
+    """Turn BGR uint8 patches into a float encoder's input: channel order per the spec, /255, (x − mean)/std, NCHW.
 
     Args:
         patches_bgr: (N, s, s, 3) uint8 patches in BGR order.
@@ -180,14 +194,8 @@ def normalize_patches(patches_bgr: np.ndarray, model: ModelSpec) -> np.ndarray:
     Raises:
         UsageError: the patches are not (N, s, s, 3) uint8 with s equal to the spec's patch size.
     """
+    _check_patches(patches_bgr, model)
     s = model.patch_size
-    if (
-        not isinstance(patches_bgr, np.ndarray)
-        or patches_bgr.dtype != np.uint8
-        or patches_bgr.ndim != 4
-        or patches_bgr.shape[1:] != (s, s, 3)
-    ):
-        raise UsageError(f"expected (N, {s}, {s}, 3) uint8 BGR patches for {model.name}, got {_describe(patches_bgr)}")
     source_channel = (2, 1, 0) if model.channel_order == "rgb" else (0, 1, 2)
     # One 256-entry table per output channel: exact in float64, rounded once to float32, and a gather is faster
     # than converting and scaling every pixel.
@@ -197,6 +205,17 @@ def normalize_patches(patches_bgr: np.ndarray, model: ModelSpec) -> np.ndarray:
         table = ((levels - model.mean[c]) / model.std[c]).astype(np.float32)
         out[:, c] = table[patches_bgr[..., src]]
     return out
+
+
+def _check_patches(patches_bgr: np.ndarray, model: ModelSpec) -> None:
+    s = model.patch_size
+    if (
+        not isinstance(patches_bgr, np.ndarray)
+        or patches_bgr.dtype != np.uint8
+        or patches_bgr.ndim != 4
+        or patches_bgr.shape[1:] != (s, s, 3)
+    ):
+        raise UsageError(f"expected (N, {s}, {s}, 3) uint8 BGR patches for {model.name}, got {_describe(patches_bgr)}")
 
 
 def _check_image(image: np.ndarray, grid: PatchGrid) -> None:

@@ -4,6 +4,10 @@ The reference patches go through the encoder once; the distorted patches of ever
 made with the exact-crop JPEG codec (:mod:`sgjnd.runtime.pairs`) and stream through encoder batches of the backend's
 preferred size (:mod:`sgjnd.runtime.batching`). The head scores each (reference, distorted) patch pair, and
 S(QF) = Σ w·q / Σ w over the patches.
+
+Where both graphs run on tensors on one device and the trials are the exact pipeline (on a GPU by default), the
+rounds run there instead (:mod:`sgjnd.runtime.device_rounds`): the image is copied to the device once, features stay
+there, and only each round's q and w come back.
 """
 
 from __future__ import annotations
@@ -13,17 +17,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 
 from sgjnd.errors import BackendError, UsageError
-from sgjnd.runtime.backends.base import ModelBackends
+from sgjnd.runtime.backends.base import ModelBackends, tensor_device_of
 from sgjnd.runtime.batching import batch_size_for, encode, score_pairs
 from sgjnd.runtime.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
+from sgjnd.runtime.device_rounds import DeviceRounds, shared_tensor_device
 from sgjnd.runtime.jpeg import psnr
 from sgjnd.runtime.pairs import PairMaker, Trials
 from sgjnd.runtime.search import SearchConfig, run_search
+
+_T = TypeVar("_T")
 
 JpegTrials = Literal["auto", "opencv", "exact"]
 JPEG_TRIALS: tuple[str, ...] = ("auto", "opencv", "exact")
@@ -48,8 +55,9 @@ class PredictConfig:
         max_pixels: images with more pixels are refused from their header, before decoding.
         jpeg_margin: pixels of context around each patch in the exact-crop JPEG encode.
         jpeg: how JPEG trials are made (:mod:`sgjnd.runtime.pairs`; same pixels either way): ``opencv`` on the CPU,
-            ``exact`` (the integer array pipeline: on the encoder's CUDA device where it has one, else numpy), or
-            ``auto``: ``exact`` where the encoder runs on a CUDA device and torch can reach it, else ``opencv``.
+            ``exact`` (the integer array pipeline: on the device where both graphs run on torch tensors, with the
+            whole round there; else numpy), or ``auto``: ``exact`` where the encoder runs on tensors on a CUDA device
+            (PyTorch CUDA, and TensorRT or ONNX Runtime CUDA with torch installed), else ``opencv``.
         prefetch_jpeg: with OpenCV trials, make the next QF's trials on a worker thread while the encoder runs.
     """
 
@@ -167,15 +175,15 @@ class _Timer:
 def jpeg_trials_for(models: ModelBackends, choice: str) -> tuple[Trials, str | None]:
     """(trials, device) for :class:`~sgjnd.runtime.pairs.PairMaker`: ``choice`` with ``auto`` decided.
 
-    ``auto`` picks the exact pipeline on the encoder's CUDA device, which only the PyTorch backend names today
-    (other GPU backends keep OpenCV until their inputs can stay on the device, issue 17 item 2); ``exact`` without a
-    CUDA encoder runs on numpy.
+    ``auto`` picks the exact pipeline on the encoder's CUDA device when it runs on tensors there, else OpenCV;
+    ``exact`` runs on the device where both graphs run on tensors (a CPU one included), else on numpy.
     """
-    device = getattr(models.encoder, "device", None)
-    cuda = str(device) if device is not None and getattr(device, "type", str(device)) == "cuda" else None
-    if choice == "opencv" or (choice == "auto" and cuda is None):
+    encoder = tensor_device_of(models.encoder)
+    on_cuda = encoder is not None and encoder.startswith("cuda")
+    if choice == "opencv" or (choice == "auto" and not on_cuda):
         return "opencv", None
-    return "exact", cuda
+    shared = shared_tensor_device(models)
+    return "exact", shared if shared is not None else (encoder if on_cuda else None)
 
 
 class JNDPredictor:
@@ -196,6 +204,10 @@ class JNDPredictor:
         )
         self.codec = self.pairs.codec
         self.batch_size = batch_size_for(models.encoder, self.config.batch_size)
+        self.device_rounds: DeviceRounds | None = None
+        if trials == "exact" and device is not None and device == shared_tensor_device(models):
+            self.device_rounds = DeviceRounds(models, self.pairs, device, self.batch_size,
+                                              pad=self.config.pad_last_batch)
 
     # -- public ----------------------------------------------------------------------------------------------
     def predict(self, image: DecodedImage | Path | str | bytes, *, source: str | None = None) -> JNDResult:
@@ -208,32 +220,53 @@ class JNDPredictor:
             )
         notes = list(decoded.notes)
         pad = self.config.pad_last_batch
+        infer = lambda: timer.stage("inference")  # noqa: E731 - a timing context per call
+        on_device = self.device_rounds
         with timer.stage("patches"):
             gridded = self.pairs.grid(decoded.bgr, stride=self.config.stride, max_patches=self.config.max_patches)
             if gridded.note:
                 notes.append(gridded.note)
-            ref = self.pairs.reference(gridded)
+            if on_device is not None:
+                image_on_device, ref_pixels = on_device.upload(gridded)
+            else:
+                ref = self.pairs.reference(gridded)
         grid = gridded.grid
-        f_ref = encode(self.models, ref, self.batch_size, pad=pad, stage=lambda: timer.stage("inference"))
+        if on_device is not None:
+            f_ref_on_device = on_device.encode(ref_pixels, infer)
+        else:
+            f_ref = encode(self.models, ref, self.batch_size, pad=pad, stage=infer)
         passes = len(grid)
         per_qf: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-        def distorted(qfs: Sequence[int]) -> Iterator[np.ndarray]:
-            stream = self.pairs.distorted_stream(gridded, qfs)
+        def timed(parts: Iterator[_T]) -> Iterator[_T]:
+            """``parts`` with the time to make each one booked to the JPEG stage."""
             while True:
                 with timer.stage("jpeg"):
-                    patches = next(stream, None)
-                if patches is None:
+                    part = next(parts, None)
+                if part is None:
                     return
-                yield patches
+                yield part
+
+        def round_on_device(qfs: Sequence[int]) -> tuple[np.ndarray, np.ndarray, int]:
+            import torch
+
+            rounds = cast(DeviceRounds, on_device)  # only called when there is one
+            trials = timed(iter(rounds.rounds(gridded, image_on_device, qfs)))
+            f_dis = torch.cat([rounds.encode(chunk, infer) for chunk in trials])
+            q, w = rounds.score(f_ref_on_device, f_dis, infer)
+            return q, w, len(f_dis)
+
+        def round_on_host(qfs: Sequence[int]) -> tuple[np.ndarray, np.ndarray, int]:
+            # The round's distorted patches stream through the encoder: one QF's patches and one batch are held
+            # at a time, never the whole round.
+            f_dis = encode(self.models, timed(iter(self.pairs.distorted_stream(gridded, qfs))), self.batch_size,
+                           pad=pad, stage=infer)
+            q, w = score_pairs(self.models, np.tile(f_ref, (len(qfs), 1)), f_dis, pad=pad, stage=infer)
+            return q, w, len(f_dis)
 
         def score(qfs: Sequence[int]) -> Mapping[int, float]:
             nonlocal passes
-            # The round's distorted patches stream through the encoder: one QF's patches and one batch are held
-            # at a time, never the whole round.
-            infer = lambda: timer.stage("inference")  # noqa: E731 - a timing context per call
-            f_dis = encode(self.models, distorted(qfs), self.batch_size, pad=pad, stage=infer)
-            q, w = score_pairs(self.models, np.tile(f_ref, (len(qfs), 1)), f_dis, pad=pad, stage=infer)
+            q, w, encoded = (round_on_device if on_device is not None else round_on_host)(qfs)
             if not (np.isfinite(q).all() and np.isfinite(w).all()):
                 # NaN >= threshold is False: without this check a broken graph reads as "visible at every QF"
                 raise BackendError(
@@ -241,7 +274,7 @@ class JNDPredictor:
                     f"(QFs {qfs[0]}..{qfs[-1]}): the graph or engine is broken for these inputs; check it with "
                     "`sgjnd compare` against the PyTorch reference"
                 )
-            passes += len(f_dis)
+            passes += encoded
             n = len(grid)
             out: dict[int, float] = {}
             for k, qf in enumerate(qfs):

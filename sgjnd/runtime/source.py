@@ -65,7 +65,8 @@ _GPU: dict[str, _OptionCheck] = {
 }
 
 BACKEND_OPTIONS: dict[str, dict[str, _OptionCheck]] = {
-    "torch": {"device": (_text, "a torch device such as cpu or cuda:0"), "threads": _THREADS},
+    "torch": {"device": (_text, "a torch device such as cpu or cuda:0"), "threads": _THREADS,
+              "encoder_input": (lambda v: v in ("float32", "uint8"), "float32 or uint8")},
     "onnxruntime": {
         "providers": (_texts, "execution provider names in order of preference, e.g. ('cuda', 'cpu')"),
         "threads": _THREADS,

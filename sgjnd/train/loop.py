@@ -270,7 +270,7 @@ class Sampler:
                 pix = self.pairs.distorted_pixels(GriddedImage(bgr, grid), qf)
         if flip:
             pix = np.ascontiguousarray(pix[:, :, ::-1])
-        return self.pairs.normalize(pix)
+        return self.pairs.encoder_input(pix)
 
 
 class FeatureCache:

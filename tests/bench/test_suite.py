@@ -273,9 +273,10 @@ def test_tiny_run_measures_the_jpeg_stage_and_the_overlap(tiny_run):
     serial = run.select("e2e", target=REFERENCE, strategy="coarse-to-fine", status="ok", variant="serial-jpeg")
     assert len(serial) == len(overlapped) == 1
     assert serial[0].jnd_qf == overlapped[0].jnd_qf and serial[0].encoder_passes == overlapped[0].encoder_passes
-    for r in overlapped + serial:  # float32 encoder input: 3 x s x s x 4 bytes per pass
-        assert r.h2d_bytes and r.h2d_bytes == r.encoder_passes * r.h2d_bytes // r.encoder_passes
-        assert (r.h2d_bytes // r.encoder_passes) % 12 == 0
+    for r in overlapped + serial:  # the torch reference on the CPU takes float32: 3 x s x s x 4 bytes per pass
+        assert r.h2d_bytes == r.encoder_passes * 3 * 64 * 64 * 4
+    exported = run.select("e2e", target="ort-cpu/fp32", status="ok")  # exported graphs take uint8 pixels: 1/4
+    assert exported and all(r.h2d_bytes == r.encoder_passes * 3 * 64 * 64 for r in exported)
     text = (tiny_run / "bench.md").read_text()
     assert "## JPEG trials" in text and "serial-jpeg" in text and "input MiB" in text
     # the serial rows are a variant: they do not count as a second run of the strategy in the summaries

@@ -178,8 +178,11 @@ def test_fp16_keeps_layernorm_softmax_attention_in_fp32(model_dir: Path, photos:
     assert all(dtypes[name] == "float32" for name in attention_matmuls(model))
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     assert convs and all(dtypes[n.name] == "float16" for n in convs)
-    io = [*model.graph.input, *model.graph.output]
-    assert all(t.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for t in io)
+    # The I/O types are the FP32 graph's: uint8 pixels in (the export default), float32 features out.
+    fp32 = _load(model_dir / "encoder.onnx")
+    io_types = [t.type.tensor_type.elem_type for t in [*model.graph.input, *model.graph.output]]
+    assert io_types == [t.type.tensor_type.elem_type for t in [*fp32.graph.input, *fp32.graph.output]]
+    assert io_types == [onnx.TensorProto.UINT8, onnx.TensorProto.FLOAT]
     report = out.report["fp16"]
     assert report.result.tensors["encoder"][0].cosine > 0.999, report.format()
     assert report.passed, report.format()
@@ -283,6 +286,6 @@ def test_int8_head_is_calibrated_on_fp32_feature_pairs(model_dir: Path, calib_ph
     data = read_calibration_set(calib_photos, spec, READER, progress=False)
     with open_model("onnxruntime", work, providers=("cpu",)) as models:
         features = head_features(models, data)
-        one_by_one = encode(models, data.normalized(spec), batch_size=1)
+        one_by_one = encode(models, data.encoder_inputs(spec), batch_size=1)
     assert features.shape == (len(data), spec.feature_dim) and features.dtype == np.float32
     np.testing.assert_allclose(features, one_by_one, rtol=1e-5, atol=1e-5)

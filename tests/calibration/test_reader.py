@@ -58,7 +58,7 @@ def test_set_is_made_as_the_runtime_makes_patches(calib_set: CalibrationSet, cal
                 found = True
     assert found, "the reference patch is not a cell of the runtime's grid of any source image"
     # Normalisation is the runtime's.
-    np.testing.assert_array_equal(calib_set.normalized(tiny_spec, 0, 3), maker.normalize(calib_set.patches[:3]))
+    np.testing.assert_array_equal(calib_set.encoder_inputs(tiny_spec, 0, 3), maker.encoder_input(calib_set.patches[:3]))
 
 
 def test_qfs_cover_the_range(calib_photos: Path, tiny_spec) -> None:
@@ -174,7 +174,7 @@ def test_tensorrt_batches_satisfy_the_protocol(calib_set: CalibrationSet, tiny_s
     trt_legacy = pytest.importorskip("sgjnd.export.trt_legacy")
     batches = TrtCalibrationBatches(calib_set, tiny_spec, batch_size=5)
     assert isinstance(batches, trt_legacy.CalibrationBatches)
-    summary = trt_legacy.check_calibration_source(batches, tiny_spec.patch_size)
+    summary = trt_legacy.check_calibration_source(batches, tiny_spec)
     assert summary.batch_size == 5 and summary.batches == len(calib_set) // 5
     assert summary.fingerprint == batches.fingerprint
     assert [b["patches"].shape for b in batches] == [batches.shape] * batches.num_batches  # re-iterable
@@ -185,7 +185,7 @@ def test_chunks_cover_the_set_once(calib_set: CalibrationSet, tiny_spec) -> None
     batches = [reader.get_next() for reader in chunks]
     assert all(reader.get_next() is None for reader in chunks)  # one batch per chunk: one calibrator pass each
     got = np.concatenate([b["patches"] for b in batches if b is not None])
-    np.testing.assert_array_equal(got, calib_set.normalized(tiny_spec))
+    np.testing.assert_array_equal(got, calib_set.encoder_inputs(tiny_spec))
     features = np.random.default_rng(1).normal(size=(len(calib_set), 8)).astype(np.float32)
     pairs = [reader.get_next() for reader in head_chunks(features, calib_set, 4)]
     dis = calib_set.distorted_index

@@ -56,7 +56,7 @@ def test_writes_both_graphs_with_sidecars(exported: ExportReport, ckpt: Path) ->
         assert (info.kind, info.graph, info.precision, info.file) == ("onnx", graph, "fp32", path.name)
         assert info.checkpoint_sha256 == source.artifact.sha256
         assert info.weights == source.artifact.weights
-        assert sidecar.model == source.model
+        assert sidecar.model == source.model.with_encoder_input("uint8")  # the default for new exports
         assert set(info.producer) == {"torch", "onnx", "onnxruntime", "sgjnd"}
         assert info.details["opset"] == 17 and info.details["max_batch"] == 64
         assert info.details["exporter"] == "torchscript"
@@ -98,14 +98,15 @@ def test_onnxruntime_matches_pytorch_elementwise(
     spec = network.spec
     bgr = decode_image(photos[2]).bgr
     grid = patch_grid(bgr.shape[0], bgr.shape[1], spec.patch_size, max_patches=batch)
-    patches = normalize_patches(extract_patches(bgr, grid), spec)
+    pixels = extract_patches(bgr, grid)
+    patches = normalize_patches(pixels, spec)
     assert len(patches) == batch
     with torch.no_grad():
         want_f = network.encoder(torch.from_numpy(patches)).numpy()
         f_dis = want_f[::-1].copy()
         want_q, want_w = (t.numpy() for t in network.head(torch.from_numpy(want_f), torch.from_numpy(f_dis)))
     with open_model("onnxruntime", exported.out_dir) as models:
-        got_f = models.encoder.infer({"patches": patches})["features"]
+        got_f = models.encoder.infer({"patches": pixels})["features"]  # the uint8 graph normalises inside
         got = models.head.infer({"f_ref": want_f, "f_dis": f_dis})
     np.testing.assert_allclose(got_f, want_f, rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(got["q"], want_q, rtol=1e-4, atol=1e-6)
@@ -157,7 +158,9 @@ def test_write_failure_leaves_no_partial_files(ckpt: Path, tmp_path: Path, monke
         ({"max_batch": 0}, "max_batch must be a positive integer"),
         ({"exporter": "dynamo", "opset": 17}, "dynamo exporter writes opset 18"),
         ({"exporter": "tflite"}, "exporter must be"),
-        ({"parity_patches": np.zeros((1, 3, 64, 64), np.float32)}, "parity_patches must be float32"),
+        ({"parity_patches": np.zeros((1, 3, 64, 64), np.float32)}, "parity_patches must be uint8"),
+        ({"parity_patches": np.zeros((2, 3, 64, 64), np.float32)}, "for a uint8-input encoder must be"),
+        ({"encoder_input": "float16"}, "encoder_input must be 'uint8' or 'float32'"),
     ],
 )
 def test_bad_arguments_are_refused(ckpt: Path, tmp_path: Path, kwargs: dict[str, Any], match: str) -> None:
@@ -182,9 +185,71 @@ def test_checkpoint_without_sidecar_is_refused(ckpt: Path, tmp_path: Path) -> No
 
 def test_given_parity_patches_are_used(ckpt: Path, tmp_path: Path) -> None:
     patches = np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)
-    report = onnx_from_checkpoint(ckpt, tmp_path / "out", parity_patches=patches)
+    report = onnx_from_checkpoint(ckpt, tmp_path / "out", parity_patches=patches, encoder_input="float32")
     assert report.parity_source == "3 given patches"
     assert report.parity["encoder"][0].shape == (3, 128)
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    for kind in ("uint8", "float32"):  # pixels serve either graph
+        report = onnx_from_checkpoint(ckpt, tmp_path / kind, parity_patches=pixels, encoder_input=kind)
+        assert report.parity_source == "3 given patches" and report.parity["encoder"][0].shape == (3, 128)
+
+
+# -- uint8 and float32 encoder inputs ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def float_export(ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> ExportReport:
+    return onnx_from_checkpoint(ckpt, tmp_path_factory.mktemp("onnx_float") / "model", encoder_input="float32")
+
+
+def test_uint8_graph_casts_its_input_first_and_matches_the_float_graph(
+    exported: ExportReport, float_export: ExportReport, photos: list[Path]
+) -> None:
+    """The uint8 graph's features equal the float graph's on the runtime's own float preprocessing (float32
+    rounding apart), and its input is cast before any other op uses it (TensorRT's rule for uint8 inputs)."""
+    from sgjnd.runtime.decode import decode_image
+    from sgjnd.runtime.patches import extract_patches, normalize_patches, patch_grid
+
+    proto = onnx.load(str(exported.files["encoder"]))
+    (graph_input,) = proto.graph.input
+    assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    users = [n for n in proto.graph.node if graph_input.name in n.input]
+    assert [n.op_type for n in users] == ["Cast"]
+    spec = read_sidecar(exported.files["encoder"]).model
+    assert spec.encoder_input == "uint8" and spec.encoder_graph().inputs[0].shape == ("batch", 64, 64, 3)
+    assert read_sidecar(float_export.files["encoder"]).model.encoder_input == "float32"
+
+    bgr = decode_image(photos[0]).bgr
+    pixels = extract_patches(bgr, patch_grid(bgr.shape[0], bgr.shape[1], spec.patch_size, max_patches=12))
+    with open_model("onnxruntime", exported.out_dir) as u8, open_model("onnxruntime", float_export.out_dir) as f32:
+        got = u8.encoder.infer({"patches": pixels})["features"]
+        want = f32.encoder.infer({"patches": normalize_patches(pixels, spec)})["features"]
+        head_u8 = u8.head.infer({"f_ref": got, "f_dis": got[::-1].copy()})
+        head_f32 = f32.head.infer({"f_ref": want, "f_dis": want[::-1].copy()})
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(head_u8["q"], head_f32["q"], atol=1e-5)
+    # The heads are the same graph; only the encoder's input differs.
+    assert (float_export.out_dir / "head.onnx").read_bytes() == (exported.out_dir / "head.onnx").read_bytes()
+
+
+def test_sidecar_format_follows_the_encoder_input(exported: ExportReport, float_export: ExportReport) -> None:
+    """A float-input sidecar stays format 1 (older runtimes read it); a uint8 one is format 2 (they refuse it)."""
+    u8 = json.loads((exported.out_dir / "encoder.onnx.json").read_text())
+    f32 = json.loads((float_export.out_dir / "encoder.onnx.json").read_text())
+    assert (u8["format"], u8["model"]["encoder_input"]) == (2, "uint8")
+    assert f32["format"] == 1 and "encoder_input" not in f32["model"]
+
+
+def test_a_format_1_sidecar_may_not_claim_uint8(float_export: ExportReport, tmp_path: Path) -> None:
+    from sgjnd.spec import Sidecar
+
+    data = json.loads((float_export.out_dir / "encoder.onnx.json").read_text())
+    data["model"]["encoder_input"] = "uint8"
+    with pytest.raises(SpecError, match="from sidecar format 2 on"):
+        Sidecar.from_dict(data)
+    data["format"] = 3
+    with pytest.raises(SpecError, match="reads formats 1, 2"):
+        Sidecar.from_dict(data)
 
 
 def _scale_weights(proto: Any) -> Any:
@@ -230,7 +295,7 @@ def test_dynamo_exporter_at_opset_18(ckpt: Path, tmp_path: Path) -> None:
     assert [o.version for o in proto.opset_import if o.domain == ""] == [18]
     assert [n.op_type for n in proto.graph.node].count("LayerNormalization") == 6
     with open_model("onnxruntime", report.out_dir) as models:
-        assert models.encoder.infer({"patches": np.zeros((5, 3, 64, 64), np.float32)})["features"].shape == (5, 128)
+        assert models.encoder.infer({"patches": np.zeros((5, 64, 64, 3), np.uint8)})["features"].shape == (5, 128)
 
 
 @pytest.mark.slow

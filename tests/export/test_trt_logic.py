@@ -426,19 +426,19 @@ def patches(n: int, s: int = 32, seed: int = 0) -> np.ndarray:
 
 
 def test_calibration_source_summary_and_fingerprint() -> None:
-    summary = check_calibration_source(Batches([patches(4), patches(4, seed=1)]), 32)
+    summary = check_calibration_source(Batches([patches(4), patches(4, seed=1)]), SPEC)
     assert (summary.batch_size, summary.batches) == (4, 2)
-    again = check_calibration_source(Batches([patches(4), patches(4, seed=1)]), 32)
+    again = check_calibration_source(Batches([patches(4), patches(4, seed=1)]), SPEC)
     assert again.fingerprint == summary.fingerprint
-    other = check_calibration_source(Batches([patches(4), patches(4, seed=2)]), 32)
+    other = check_calibration_source(Batches([patches(4), patches(4, seed=2)]), SPEC)
     assert other.fingerprint != summary.fingerprint
-    named = check_calibration_source(Batches([patches(4)], fingerprint="set-v1"), 32)
+    named = check_calibration_source(Batches([patches(4)], fingerprint="set-v1"), SPEC)
     assert named.fingerprint == "set-v1"
 
 
 def test_an_empty_calibration_source_fails_with_numbered_causes() -> None:
     with pytest.raises(BuildError) as info:
-        check_calibration_source(Batches([]), 32)
+        check_calibration_source(Batches([]), SPEC)
     text = str(info.value)
     assert "(1)" in text and "(2)" in text and "generators cannot be rewound" in text
 
@@ -446,7 +446,7 @@ def test_an_empty_calibration_source_fails_with_numbered_causes() -> None:
 def test_a_generator_is_refused_before_any_work() -> None:
     generator = ({"patches": a} for a in [patches(2)])
     with pytest.raises(UsageError, match="re-iterable"):
-        check_calibration_source(generator, 32)
+        check_calibration_source(generator, SPEC)
 
 
 @pytest.mark.parametrize(
@@ -459,12 +459,21 @@ def test_a_generator_is_refused_before_any_work() -> None:
 )
 def test_bad_calibration_batches_are_named(arrays: list[np.ndarray], fragment: str) -> None:
     with pytest.raises(UsageError, match=fragment):
-        check_calibration_source(Batches(arrays), 32)
+        check_calibration_source(Batches(arrays), SPEC)
+
+
+def test_uint8_graphs_calibrate_on_pixels() -> None:
+    """The legacy calibrator feeds what the encoder graph takes: uint8 (B, s, s, 3) pixels for a uint8 graph."""
+    spec = SPEC.with_encoder_input("uint8")
+    pixels = [{"patches": np.random.default_rng(i).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)} for i in (0, 1)]
+    assert check_calibration_source(pixels, spec).batches == 2
+    with pytest.raises(UsageError, match=r"must be uint8 \(B, 32, 32, 3\), got float32"):
+        check_calibration_source(Batches([patches(4)]), spec)
 
 
 def test_a_batch_without_patches_is_named() -> None:
     with pytest.raises(UsageError, match="'patches'"):
-        check_calibration_source([{"images": patches(2)}], 32)
+        check_calibration_source([{"images": patches(2)}], SPEC)
 
 
 def test_calibration_key_changes_with_every_part() -> None:
@@ -722,8 +731,9 @@ class FakeConfig:
 
 
 class FakeTensor:
-    def __init__(self, name: str, shape: tuple[int, ...]) -> None:
+    def __init__(self, name: str, shape: tuple[int, ...], dtype: str = "float32") -> None:
         self.name, self.shape = name, FakeDims(shape)
+        self.dtype = types.SimpleNamespace(name={"float32": "FLOAT", "uint8": "UINT8"}[dtype])
 
 
 class FakeNetwork:
@@ -757,7 +767,7 @@ class FakeParser:
             self.errors = ["node 3 (Conv): unsupported", "node 9 (Foo): no importer"]
             return False
         graph = SPEC.graph(json.loads(Path(path).read_text())["graph"])
-        self.network.inputs = [FakeTensor(t.name, batch_shape(t, -1)) for t in graph.inputs]
+        self.network.inputs = [FakeTensor(t.name, batch_shape(t, -1), t.dtype) for t in graph.inputs]
         self.network.outputs = [FakeTensor(t.name, batch_shape(t, -1)) for t in graph.outputs]
         return True
 
@@ -1009,3 +1019,25 @@ def test_legacy_on_tensorrt_11_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert code == UsageError.exit_code
     line = one_line(capsys.readouterr().err)
     assert "needs TensorRT 10" in line and "11.0.0.114" in line
+
+
+@pytest.mark.parametrize(("parsed", "encoder_input", "ok"), [
+    ("uint8", "uint8", True), ("float32", "float32", True), ("float32", "uint8", False), ("uint8", "float32", False),
+])
+def test_parsed_network_input_dtype_must_be_the_specs(parsed: str, encoder_input: str, ok: bool) -> None:
+    """A uint8-input encoder must reach TensorRT as a UINT8 network input (and a float one as FLOAT): a graph that
+    does not match its sidecar is refused before building."""
+    from sgjnd.export.trt import check_network_io
+
+    spec = SPEC.with_encoder_input(encoder_input)  # type: ignore[arg-type]
+    graph = spec.encoder_graph()
+    network = FakeNetwork(0)
+    (patches,) = graph.inputs
+    shape = batch_shape(patches, -1)
+    network.inputs = [FakeTensor("patches", shape, parsed)]
+    network.outputs = [FakeTensor("features", batch_shape(graph.outputs[0], -1))]
+    if ok:
+        check_network_io(network, graph, Path("encoder.onnx"))  # type: ignore[arg-type]
+    else:
+        with pytest.raises(BuildError, match=f"is {parsed} in the parsed network, but the spec says {encoder_input}"):
+            check_network_io(network, graph, Path("encoder.onnx"))  # type: ignore[arg-type]

@@ -53,6 +53,8 @@ def check_sidecars(engines: dict[str, dict[str, Path]], targets: tuple[str, ...]
             sidecar = read_sidecar(path)  # verifies the sha256
             record = EngineRecord.from_details(sidecar.artifact.details)
             assert sidecar.artifact.precision == precision and sidecar.artifact.graph == graph
+            if graph == "encoder":  # the export default: uint8 pixels in, cast and normalised inside the network
+                assert sidecar.model.encoder_input == "uint8"
             assert record.product == "tensorrt-rtx" and record.tensorrt_version == rtx.__version__
             assert record.target_compute_capabilities == targets
             assert record.gpu_name == "" and record.compute_capability == ""  # built with no GPU

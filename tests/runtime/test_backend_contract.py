@@ -5,12 +5,15 @@ same checks (``tests/backend_contract.py``): outputs at batch 1 and at the maxim
 a description that names backend and precision, agreement with eager PyTorch on patches of the bundled photos
 (reference and JPEG-distorted, made as the predictor makes them), refusal of wrong inputs, and close / re-open.
 
-Targets: torch (the reference itself), ONNX Runtime FP32, FP16, INT8 (TensorRT QDQ flavour) and INT8-ORT, OpenVINO
-FP32 and INT8-ORT (skipped with the reason when openvino is not installed), and TensorRT FP32 and FP16 on the
+Targets: torch (the reference itself, with float32 and uint8 encoder input), ONNX Runtime FP32, FP16, INT8 (TensorRT
+QDQ flavour) and INT8-ORT, OpenVINO FP32 and INT8-ORT (skipped with the reason when openvino is not installed), and
+TensorRT FP32 and FP16 on the
 **fake** TensorRT of tests/runtime/test_trt_backend.py: a deliberate test double of the real ``tensorrt`` API and of
 CUDA (device memory is host memory), whose "engines" run the tiny model's ONNX graphs on ONNX Runtime. It exercises
 the real TrtBackend (profile and sidecar checks, pinned and device buffers, FP16 I/O conversion, slicing to the
-batch, freeing), not TensorRT's kernels: those are checked on a GPU in tests/gpu.
+batch, freeing), not TensorRT's kernels: those are checked on a GPU in tests/gpu. Every target runs the graphs
+``sgjnd export`` makes by default (uint8 pixels in, normalised inside the graph); the FP32 targets also run graphs
+exported with ``--encoder-input float32`` (ids ending ``-f32in``), so both kinds of graph meet every backend.
 
 Tolerances, per precision class, are in ``BOUNDS`` with where each comes from.
 """
@@ -166,8 +169,13 @@ class OnnxEngine:
         inputs = {t.name for t in self.graph.inputs}
         return FAKE_TRT.TensorIOMode.INPUT if name in inputs else FAKE_TRT.TensorIOMode.OUTPUT  # type: ignore[no-any-return]
 
+    def tensor_dtype(self, name: str) -> np.dtype[Any]:
+        """uint8 where the graph takes pixels (TensorRT keeps UINT8 network inputs); else the engine's float type."""
+        return np.dtype(np.uint8) if self._tensor(name).dtype == "uint8" else self.dtype
+
     def get_tensor_dtype(self, name: str) -> Named:
-        return Named("HALF" if self.dtype == np.float16 else "FLOAT")
+        dtype = self.tensor_dtype(name)
+        return Named({np.dtype(np.uint8): "UINT8", np.dtype(np.float16): "HALF"}.get(dtype, "FLOAT"))
 
     def get_tensor_shape(self, name: str) -> Dims:
         return Dims(-1 if d == "batch" else d for d in self._tensor(name).shape)
@@ -207,12 +215,12 @@ class OnnxContext:
 
     def execute_async_v3(self, stream: int) -> bool:
         feeds = {
-            t.name: _view(self.addresses[t.name], self.engine.dtype, self._shape(t.name)).astype(np.float32)
+            t.name: _view(self.addresses[t.name], self.engine.tensor_dtype(t.name), self._shape(t.name)).astype(t.dtype)
             for t in self.engine.graph.inputs
         }
         names = [t.name for t in self.engine.graph.outputs]
         for name, value in zip(names, self.engine.session.run(names, feeds), strict=True):
-            _view(self.addresses[name], self.engine.dtype, self._shape(name))[:] = value
+            _view(self.addresses[name], self.engine.tensor_dtype(name), self._shape(name))[:] = value
         return True
 
 
@@ -263,6 +271,7 @@ class Target:
     precision: str
     open: Callable[[], ModelBackends]
     freed: Callable[[ModelBackends], bool]
+    encoder_input: str = "uint8"
 
     @property
     def bound(self) -> Bound:
@@ -278,27 +287,40 @@ def _raises_not_loaded(get: Callable[[], object]) -> bool:
 
 
 TARGETS = [
-    ("torch", "fp32"),
-    ("onnxruntime", "fp32"),
-    ("onnxruntime", "fp16"),
-    ("onnxruntime", "int8"),
-    ("onnxruntime", "int8-ort"),
-    ("openvino", "fp32"),
-    ("openvino", "int8-ort"),
-    ("tensorrt (fake)", "fp32"),
-    ("tensorrt (fake)", "fp16"),
+    ("torch", "fp32", "float32"),
+    ("torch", "fp32", "uint8"),
+    ("onnxruntime", "fp32", "uint8"),
+    ("onnxruntime", "fp32", "float32"),
+    ("onnxruntime", "fp16", "uint8"),
+    ("onnxruntime", "int8", "uint8"),
+    ("onnxruntime", "int8-ort", "uint8"),
+    ("openvino", "fp32", "uint8"),
+    ("openvino", "fp32", "float32"),
+    ("openvino", "int8-ort", "uint8"),
+    ("tensorrt (fake)", "fp32", "uint8"),
+    ("tensorrt (fake)", "fp32", "float32"),
+    ("tensorrt (fake)", "fp16", "uint8"),
 ]
 
 
-@pytest.fixture(params=TARGETS, ids=[f"{b.split()[0]}{'-fake' if 'fake' in b else ''}-{p}" for b, p in TARGETS])
+def _target_id(backend: str, precision: str, encoder_input: str) -> str:
+    fake = "-fake" if "fake" in backend else ""
+    kind = "-f32in" if encoder_input == "float32" and backend != "torch" else ""
+    kind = "-u8in" if encoder_input == "uint8" and backend == "torch" else kind
+    return f"{backend.split()[0]}{fake}-{precision}{kind}"
+
+
+@pytest.fixture(params=TARGETS, ids=[_target_id(*t) for t in TARGETS])
 def target(
     request: pytest.FixtureRequest,
     tiny_checkpoint: Path,
     tiny_precisions_dir: Path,
+    tiny_float_onnx_dir: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Target]:
-    backend, precision = request.param
+    backend, precision, encoder_input = request.param
+    model_dir = tiny_precisions_dir if encoder_input == "uint8" else tiny_float_onnx_dir
     if backend == "torch":
         from sgjnd.runtime.backends import torch_backend
 
@@ -306,41 +328,49 @@ def target(
             held = any(key[0] == str(tiny_checkpoint.resolve()) for key in torch_backend._cache)
             return not held
 
-        yield Target("torch", precision, lambda: open_model("torch", tiny_checkpoint, threads=1), torch_freed)
+        yield Target(
+            "torch", precision,
+            lambda: open_model("torch", tiny_checkpoint, threads=1, encoder_input=encoder_input), torch_freed,
+            encoder_input,
+        )  # fmt: skip
     elif backend == "onnxruntime":
         yield Target(
             backend,
             precision,
-            lambda: open_model("onnxruntime", tiny_precisions_dir, precision=precision, threads=1),
+            lambda: open_model("onnxruntime", model_dir, precision=precision, threads=1),
             lambda m: all(_raises_not_loaded(lambda r=r: r.session) for r in (m.encoder, m.head)),  # type: ignore[misc]
+            encoder_input,
         )
     elif backend == "openvino":
         pytest.importorskip("openvino", reason="the openvino backend needs openvino: pip install 'sgjnd[openvino]'")
         yield Target(
             backend,
             precision,
-            lambda: open_model("openvino", tiny_precisions_dir, precision=precision, threads=1),
+            lambda: open_model("openvino", model_dir, precision=precision, threads=1),
             lambda m: all(_raises_not_loaded(lambda r=r: r.compiled_model) for r in (m.encoder, m.head)),  # type: ignore[misc]
+            encoder_input,
         )
     else:  # the fake TensorRT (a labelled test double, see the module docstring)
         api = FakeCudaApi()
         monkeypatch.setitem(sys.modules, "tensorrt", FAKE_TRT)
         monkeypatch.setattr(cuda, "load_cuda", lambda allocator="auto": api)
-        write_fake_engines(tiny_precisions_dir, tmp_path, precision)
+        write_fake_engines(model_dir, tmp_path, precision)
         yield Target(
             "tensorrt",
             precision,
             lambda: open_model("tensorrt", tmp_path, precision=precision),
             lambda m: api.live == 0,
+            encoder_input,
         )
 
 
 # -- the reference on real photo patches -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PhotoPatches:
-    """Patches of the bundled photos and the reference's outputs on them."""
+    """Patches of the bundled photos and the reference's outputs on them (``pixels``: uint8 BGR, given to each
+    target as its encoder graph takes them)."""
 
-    patches: np.ndarray
+    pixels: np.ndarray
     ref_index: np.ndarray
     image_of: np.ndarray  # per distorted row: the photo it comes from
     qf: np.ndarray  # per distorted row: its QF
@@ -350,9 +380,9 @@ class PhotoPatches:
 
 def run_on(models: ModelBackends, pairs: PhotoPatches) -> dict[str, np.ndarray]:
     """Features of every patch and the head's q and w of every (reference, distorted) pair, fed as the predictor
-    feeds them (batches of the runner's preferred size)."""
-    features = encode(models, pairs.patches)
-    n_ref = len(pairs.patches) - len(pairs.ref_index)
+    feeds them (batches of the runner's preferred size, the patches as the model's encoder graph takes them)."""
+    features = encode(models, PairMaker(models.model).encoder_input(pairs.pixels))
+    n_ref = len(pairs.pixels) - len(pairs.ref_index)
     q, w = score_pairs(models, features[pairs.ref_index], features[n_ref:])
     return {"features": features, "q": q, "w": w}
 
@@ -370,9 +400,10 @@ def image_scores(q: np.ndarray, w: np.ndarray, image_of: np.ndarray, qf: np.ndar
 
 @pytest.fixture(scope="module")
 def photo_patches(tiny_checkpoint: Path, photos: list[Path]) -> PhotoPatches:
-    with open_model("torch", tiny_checkpoint, threads=1) as models:
+    with open_model("torch", tiny_checkpoint, threads=1, encoder_input="float32") as models:
         images = [decode_image(p).bgr for p in photos]
-        pair_set = make_pair_set(PairMaker(models.model), images, QFS, max_patches=PATCHES_PER_PHOTO)
+        pixel_maker = PairMaker(models.model.with_encoder_input("uint8"))
+        pair_set = make_pair_set(pixel_maker, images, QFS, max_patches=PATCHES_PER_PHOTO)
         assert pair_set.n_ref == PATCHES_PER_PHOTO * len(photos)  # every photo has at least 4 patches
         image_of = pair_set.ref_index // PATCHES_PER_PHOTO
         partial = PhotoPatches(pair_set.patches, pair_set.ref_index, image_of, pair_set.qf, {}, np.zeros(0))
@@ -400,7 +431,8 @@ def test_outputs_at_batch_one_and_the_max_batch(target: Target, request: pytest.
 
 def test_outputs_do_not_depend_on_the_batch_size(target: Target, photo_patches: PhotoPatches) -> None:
     with target.open() as models:
-        check_batch_independence(models, photo_patches.patches[:10], target.bound.batch_atol)
+        patches = PairMaker(models.model).encoder_input(photo_patches.pixels[:10])
+        check_batch_independence(models, patches, target.bound.batch_atol)
 
 
 def test_description_names_backend_and_precision(target: Target) -> None:
@@ -424,12 +456,14 @@ def test_refuses_wrong_inputs_with_a_clear_error(target: Target) -> None:
 
 
 def test_close_frees_and_a_second_open_works(target: Target) -> None:
-    check_close_and_reopen(target.open, target.freed, tiny_patches(3))
+    spec = target.open().model  # opening is cheap: nothing is loaded until `with`
+    assert spec.encoder_input == target.encoder_input
+    check_close_and_reopen(target.open, target.freed, tiny_patches(3, spec=spec))
 
 
 def test_every_registered_backend_is_in_the_contract_or_needs_a_gpu() -> None:
     """A backend added to the registry must join TARGETS (tensorrt-rtx needs a GPU and its own engines: tests/gpu)."""
     from sgjnd.runtime.backends.registry import list_backends
 
-    covered = {b.split()[0] for b, _ in TARGETS}
+    covered = {b.split()[0] for b, _, _ in TARGETS}
     assert set(list_backends()) - covered == {"tensorrt-rtx"}

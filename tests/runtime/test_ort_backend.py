@@ -164,7 +164,7 @@ def test_graph_swapped_for_another_is_refused(model_dir: Path) -> None:
     head_sha = json.loads((model_dir / "head.onnx.json").read_text())["artifact"]["sha256"]
     _edit_sidecar(model_dir / "encoder.onnx.json", sha256=head_sha)
     with pytest.raises(SpecError, match=r"does not implement the encoder graph of its spec: inputs expected "
-                       r"patches\['\?', 3, 64, 64\]:float32, got f_ref\['\?', 128\]:float32, f_dis"):
+                       r"patches\['\?', 64, 64, 3\]:uint8, got f_ref\['\?', 128\]:float32, f_dis"):
         _load(model_dir)
 
 

@@ -36,11 +36,17 @@ def test_cuda_reference_matches_cpu_within_fp32_tolerance(photos: list[Path]) ->
     from sgjnd.runtime.backends.registry import open_model
 
     assert torch.backends.cudnn.allow_tf32  # torch's default: the backend must turn TF32 off itself
-    with open_model("torch", DEMO) as cpu, open_model("torch", DEMO, device="cuda") as gpu:
+    with (
+        open_model("torch", DEMO) as cpu,
+        open_model("torch", DEMO, device="cuda", encoder_input="float32") as gpu,
+        open_model("torch", DEMO, device="cuda") as gpu_pixels,
+    ):
+        assert gpu_pixels.model.encoder_input == "uint8"  # the default on CUDA: normalised on the device
         patches = read_calibration_set(photos, cpu.model, ReaderConfig(num_patches=32), progress=False)
-        x = patches.normalized(cpu.model)
-        ref = cpu.encoder.infer({"patches": x})
-        got = gpu.encoder.infer({"patches": x})
-    results = compare_outputs(ref, got, tolerances_for("fp32"))
-    assert all(r.passed for r in results), [r.line() for r in results]
-    assert np.allclose(ref["features"], got["features"], atol=1e-4)
+        ref = cpu.encoder.infer({"patches": patches.encoder_inputs(cpu.model)})
+        got = gpu.encoder.infer({"patches": patches.encoder_inputs(gpu.model)})
+        got_pixels = gpu_pixels.encoder.infer({"patches": patches.encoder_inputs(gpu_pixels.model)})
+    for outputs in (got, got_pixels):
+        results = compare_outputs(ref, outputs, tolerances_for("fp32"))
+        assert all(r.passed for r in results), [r.line() for r in results]
+        assert np.allclose(ref["features"], outputs["features"], atol=1e-4)

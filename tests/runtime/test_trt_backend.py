@@ -164,6 +164,9 @@ def test_require_device_checks_the_ordinal() -> None:
 class FakeCudaApi(cuda.CudaApi):
     name = "fake"
 
+    def tensor_device(self, index: int) -> str:
+        return "cpu"  # its "device memory" is host memory: torch CPU tensors address it
+
     def __init__(self) -> None:
         self.device: dict[int, np.ndarray] = {}
         self.host: dict[int, np.ndarray] = {}

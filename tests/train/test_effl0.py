@@ -89,7 +89,8 @@ def test_exports_to_onnx(tmp_path: Path) -> None:
     model = create_model("sgjnd_effl0", seed=0, patch_size=64)
     _save(model, tmp_path / "m.pt", "UNTRAINED: test", fp16=False)
     patches = np.random.default_rng(0).normal(size=(4, 3, 64, 64)).astype(np.float32)
-    report = onnx_from_checkpoint(tmp_path / "m.pt", tmp_path / "onnx", parity_patches=patches, simplify=False)
+    report = onnx_from_checkpoint(tmp_path / "m.pt", tmp_path / "onnx", parity_patches=patches, simplify=False,
+                                  encoder_input="float32")
     assert set(report.files) == {"encoder", "head"}
     with open_model("onnxruntime", tmp_path / "onnx") as models:
         feats = models.encoder.infer({"patches": patches})["features"]

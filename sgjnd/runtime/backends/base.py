@@ -48,6 +48,30 @@ class Runner(Protocol):
         """Run the graph on ``feeds`` (name -> array) and return its outputs by name."""
 
 
+@runtime_checkable
+class DeviceRunner(Protocol):
+    """A runner that also runs on torch tensors that already live where it computes (DESIGN.md §3: on a GPU, the
+    encoder's features stay on the device and feed the head directly; only S(QF), q and w come back).
+
+    ``tensor_device`` is the torch device (``"cuda:0"``, or ``"cpu"`` for CPU runners that can read torch tensors in
+    place) or None when this runner cannot take tensors now (not loaded, no torch, a provider that cannot). Work is
+    enqueued in stream order: outputs may be used by later torch work on the caller's current stream without a host
+    synchronisation; each backend states the synchronisations it does make.
+    """
+
+    @property
+    def tensor_device(self) -> str | None:
+        """Where ``infer_device`` takes and returns tensors; None when it cannot."""
+
+    def infer_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """Run the graph on torch tensors on ``tensor_device``; outputs are torch tensors there."""
+
+
+def tensor_device_of(runner: Runner) -> str | None:
+    """The device where ``runner`` runs on tensors (:class:`DeviceRunner`), or None."""
+    return runner.tensor_device if isinstance(runner, DeviceRunner) else None
+
+
 @dataclass
 class ModelBackends:
     """The two graphs of one model as runners, plus the model spec they share.
@@ -162,6 +186,56 @@ class Backend(abc.ABC):
 
     def _unload(self) -> None:  # noqa: B027 - optional hook: most backends free everything by dropping references
         """Free what ``_load`` allocated."""
+
+    # -- device-resident inference (DeviceRunner) ------------------------------------------------------------
+    @property
+    def tensor_device(self) -> str | None:
+        """Where :meth:`infer_device` takes and returns torch tensors; None (the default) when it cannot."""
+        return None
+
+    def infer_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """Run the graph on torch tensors already on :attr:`tensor_device`; outputs stay there.
+
+        Raises:
+            UsageError: a feed is missing, extra, not a tensor on the device, or of the wrong dtype or shape.
+            BackendError: the backend is not active or cannot run on tensors, or inference failed.
+        """
+        if not self._active:
+            raise BackendError(f"{self.name} backend for {self.graph.name} is not loaded: use it in a `with` block")
+        device = self.tensor_device
+        if device is None:
+            raise BackendError(f"{self.description} cannot run on device tensors: use infer() with numpy arrays")
+        check_tensor_feeds(self.graph, feeds, device, self.max_batch_size)
+        outputs = self._infer_device(feeds)
+        missing = [t.name for t in self.graph.outputs if t.name not in outputs]
+        if missing:
+            raise BackendError(f"{self.name} backend returned no {missing} for graph {self.graph.name}")
+        return outputs
+
+    def _infer_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """Run inference on checked tensor feeds (backends with a :attr:`tensor_device` implement it)."""
+        raise BackendError(f"{self.description} cannot run on device tensors")
+
+
+def check_tensor_feeds(graph: GraphSpec, feeds: Mapping[str, Any], device: str, max_batch: int | None = None) -> int:
+    """:func:`check_feeds` for torch tensors: each must also be on ``device`` (no hidden copies between devices).
+
+    Raises:
+        UsageError: naming the tensor, what was expected and what came.
+    """
+    shapes: dict[str, np.ndarray] = {}
+    for name, tensor in feeds.items():
+        if not all(hasattr(tensor, a) for a in ("device", "dtype", "shape", "data_ptr")):
+            raise UsageError(f"input {name!r} must be a torch tensor on {device}, got {type(tensor).__name__}")
+        if str(tensor.device) != str(device) and not (str(device) == "cuda" and tensor.device.type == "cuda"):
+            raise UsageError(f"input {name!r} must be on {device}, got a tensor on {tensor.device}")
+        # A zero-strided stand-in with the tensor's dtype and shape, so the one check of dtypes and shapes applies.
+        try:
+            dtype = np.dtype(str(tensor.dtype).removeprefix("torch."))
+        except TypeError:
+            dtype = np.dtype(np.void)  # bfloat16 and other torch-only types: refused below as the wrong dtype
+        shapes[name] = np.lib.stride_tricks.as_strided(np.zeros(1, dtype), tuple(tensor.shape), (0,) * tensor.dim())
+    return check_feeds(graph, shapes, max_batch)
 
 
 def check_feeds(graph: GraphSpec, feeds: Mapping[str, np.ndarray], max_batch: int | None = None) -> int:

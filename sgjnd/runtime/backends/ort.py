@@ -1,11 +1,13 @@
 """ONNX Runtime backend: CPU, CUDA and TensorRT execution providers, in the order the caller asks for.
 
-Never imports torch. The session is built from the exact bytes whose sha256 was checked against the sidecar, and its
+Never imports torch (``infer_device`` is given torch tensors, so torch is loaded already).
+The session is built from the exact bytes whose sha256 was checked against the sidecar, and its
 inputs and outputs are checked against the model spec before the first inference (DESIGN.md §2, §7).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -297,6 +299,57 @@ class OrtBackend(Backend):
         except Exception as exc:  # ORT's error types are not importable as a stable hierarchy
             raise BackendError(f"ONNX Runtime failed on {self.artifact.name}: {type(exc).__name__}: {exc}") from exc
         return dict(zip(names, results, strict=True))
+
+    # -- device-resident inference ------------------------------------------------------------------------------
+    @property
+    def tensor_device(self) -> str | None:
+        """``cuda:N`` when the session runs on the CUDA provider, ``cpu`` on the CPU provider, where torch is
+        installed; None otherwise (another provider first, or not loaded)."""
+        if self._session is None or importlib.util.find_spec("torch") is None:
+            return None
+        first = self._active_providers[0] if self._active_providers else ""
+        if first == "CPUExecutionProvider":
+            return "cpu"
+        if first == "CUDAExecutionProvider":
+            return f"cuda:{self._cuda_device_id()}"
+        return None
+
+    def _cuda_device_id(self) -> int:
+        options = self.session.get_provider_options().get("CUDAExecutionProvider", {})
+        return int(options.get("device_id", 0))
+
+    def _infer_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """The session on torch tensors through I/O binding: inputs and preallocated outputs are bound by address,
+        so nothing is copied between host and device.
+
+        Synchronisation, on CUDA: the caller's current torch stream is synchronised before the run (ONNX Runtime runs
+        on its own stream and cannot wait for torch's work), and ONNX Runtime synchronises its stream at the end of
+        the run, so the outputs are complete when this returns.
+        """
+        import torch
+
+        session = self.session
+        device = next(iter(feeds.values())).device
+        n = int(next(iter(feeds.values())).shape[0])
+        binding = session.io_binding()
+        kind, index = ("cuda", device.index or 0) if device.type == "cuda" else ("cpu", 0)
+        kept = []
+        for spec in self.graph.inputs:
+            tensor = feeds[spec.name].contiguous()
+            kept.append(tensor)
+            binding.bind_input(spec.name, kind, index, np.dtype(spec.dtype), tuple(tensor.shape), tensor.data_ptr())
+        outputs: dict[str, torch.Tensor] = {}
+        for spec in self.graph.outputs:
+            shape = tuple(n if d == "batch" else int(d) for d in spec.shape)
+            out = outputs[spec.name] = torch.empty(shape, dtype=getattr(torch, spec.dtype), device=device)
+            binding.bind_output(spec.name, kind, index, np.dtype(spec.dtype), shape, out.data_ptr())
+        if device.type == "cuda":
+            torch.cuda.current_stream(device).synchronize()
+        try:
+            session.run_with_iobinding(binding)
+        except Exception as exc:  # ORT's error types are not importable as a stable hierarchy
+            raise BackendError(f"ONNX Runtime failed on {self.artifact.name}: {type(exc).__name__}: {exc}") from exc
+        return outputs
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _session_options(self, ort: Any) -> Any:

@@ -23,7 +23,7 @@ from sgjnd.spec import GraphSpec, ModelSpec, read_sidecar
 if TYPE_CHECKING:
     from sgjnd.model.sgjnd_net import SGJND
 
-_OPTIONS = ("device", "threads")
+_OPTIONS = ("device", "threads", "encoder_input")
 
 _CacheKey = tuple[str, str, str]  # (resolved checkpoint path, sha256 from its sidecar, device)
 _cache: dict[_CacheKey, tuple[SGJND, int]] = {}  # key -> (network, number of backends holding it)
@@ -64,8 +64,9 @@ class TorchBackend(Backend):
         artifact: the checkpoint file (its sidecar ``artifact.json`` beside it).
         model: the model spec from the sidecar.
         graph: the graph to run: ``encoder`` (patches -> features) or ``head`` (f_ref, f_dis -> q, w).
-        options: ``device`` (a torch device string, default ``"cpu"``) and ``threads`` (intra-op CPU threads for
-            the whole process, set when loading; None leaves torch's setting alone).
+        options: ``device`` (a torch device string, default ``"cpu"``), ``threads`` (intra-op CPU threads for
+            the whole process, set when loading; None leaves torch's setting alone) and ``encoder_input``
+            (through :meth:`open_model`; ``model.encoder_input`` says what the encoder takes).
 
     Raises:
         UsageError: an unknown option, an invalid device string or thread count, or an unknown graph.
@@ -91,6 +92,7 @@ class TorchBackend(Backend):
         super().__init__(artifact, model, graph, **options)
         self._key: _CacheKey | None = None
         self._net: SGJND | None = None
+        self._encoder: torch.nn.Module | None = None
 
     @classmethod
     def open_model(cls, location: Path, *, precision: str = "fp32", **options: Any) -> ModelBackends:
@@ -99,7 +101,10 @@ class TorchBackend(Backend):
         Args:
             location: a checkpoint file written by ``sgjnd.model.save_checkpoint``.
             precision: only ``fp32`` (the reference).
-            options: backend options (``device``, ``threads``).
+            options: backend options (``device``, ``threads``, ``encoder_input``). ``encoder_input="uint8"`` takes
+                (N, s, s, 3) BGR pixels and normalises on the device (:class:`~sgjnd.model.pixels.PixelEncoder`),
+                like an exported uint8 graph; the default is ``uint8`` on a CUDA device (a quarter of the bytes to
+                copy) and the checkpoint's own ``float32`` elsewhere.
 
         Raises:
             UsageError: another precision was asked for, or ``location`` is a directory.
@@ -120,7 +125,11 @@ class TorchBackend(Backend):
         from sgjnd.model.checkpoint import REBUILD_HINT
 
         sidecar = read_sidecar(location, rebuild_hint=REBUILD_HINT, verify_hash=False)  # hashed once, when loading
-        spec = sidecar.model
+        encoder_input = options.pop("encoder_input", None)
+        if encoder_input is None:
+            on_cuda = str(options.get("device", "cpu")).startswith("cuda")
+            encoder_input = "uint8" if on_cuda else sidecar.model.encoder_input
+        spec = sidecar.model.with_encoder_input(encoder_input)
         return ModelBackends(
             model=spec,
             encoder=cls(location, spec, spec.encoder_graph(), **options),
@@ -130,9 +139,10 @@ class TorchBackend(Backend):
 
     @property
     def description(self) -> str:
-        """``torch <version> <graph> on <device>, <n> thread(s), fp32``."""
+        """``torch <version> <graph> on <device>, <n> thread(s), fp32`` (and ``, uint8 input`` for such an encoder)."""
         threads = self.threads if self.threads is not None else torch.get_num_threads()
-        return f"torch {torch.__version__} {self.graph.name} on {self.device}, {threads} thread(s), fp32"
+        pixels = ", uint8 input" if self.graph.name == "encoder" and self.model.encoder_input == "uint8" else ""
+        return f"torch {torch.__version__} {self.graph.name} on {self.device}, {threads} thread(s), fp32{pixels}"
 
     def _load(self) -> None:
         if self._net is not None:
@@ -145,29 +155,50 @@ class TorchBackend(Backend):
         if self.threads is not None:
             torch.set_num_threads(self.threads)  # process-wide: torch has no per-module thread pool
         key, net = _acquire(self.artifact, self.device)
-        if net.spec != self.model:
+        if not net.spec.same_network(self.model):
             _release(key)
             raise SpecError(
                 f"{self.artifact} changed since it was opened: its spec no longer matches the one the backend was "
                 "built with; open the model again"
             )
         self._key, self._net = key, net
+        self._encoder = net.encoder
+        if self.model.encoder_input == "uint8":
+            from sgjnd.model.pixels import PixelEncoder
+
+            self._encoder = PixelEncoder(net.encoder, net.spec).to(self.device).eval()
 
     def _unload(self) -> None:
         if self._key is not None:
             _release(self._key)
-        self._key, self._net = None, None
+        self._key, self._net, self._encoder = None, None, None
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        net = self._net
-        if net is None:
+        net, encoder = self._net, self._encoder
+        if net is None or encoder is None:
             raise BackendError(f"torch backend for {self.graph.name} is not loaded: use it in a `with` block")
         inputs = {name: self._tensor(array) for name, array in feeds.items()}
         with torch.inference_mode(), _strict_fp32(self.device):
             if self.graph.name == "encoder":
-                return {"features": _numpy(net.encoder(inputs["patches"]))}
+                return {"features": _numpy(encoder(inputs["patches"]))}
             q, w = net.head(inputs["f_ref"], inputs["f_dis"])
             return {"q": _numpy(q), "w": _numpy(w)}
+
+    @property
+    def tensor_device(self) -> str | None:
+        """The backend's torch device (CPU included): it runs on tensors there as they come."""
+        return str(self.device)
+
+    def _infer_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """On torch tensors on the device, on the caller's current stream: nothing synchronises."""
+        net, encoder = self._net, self._encoder
+        if net is None or encoder is None:
+            raise BackendError(f"torch backend for {self.graph.name} is not loaded: use it in a `with` block")
+        with torch.inference_mode(), _strict_fp32(self.device):
+            if self.graph.name == "encoder":
+                return {"features": encoder(feeds["patches"]).float()}
+            q, w = net.head(feeds["f_ref"], feeds["f_dis"])
+            return {"q": q.float(), "w": w.float()}
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         if not array.flags.writeable:  # from_numpy warns on read-only arrays; copy only then

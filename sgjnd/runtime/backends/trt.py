@@ -15,7 +15,7 @@ This module imports numpy at the top; tensorrt and the CUDA bindings are importe
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import importlib.util
 import logging
 import threading
 import weakref
@@ -192,6 +192,11 @@ def numpy_dtype(trt_dtype: Any) -> np.dtype[Any]:
 def dims_tuple(dims: trt.Dims) -> tuple[int, ...]:
     """A ``tensorrt.Dims`` as a tuple of ints."""
     return tuple(int(dims[i]) for i in range(len(dims)))
+
+
+def _torch_dtype(torch: Any, dtype: np.dtype[Any]) -> Any:
+    """The torch dtype of a numpy dtype (``torch.float16`` for ``float16``, ...)."""
+    return getattr(torch, np.dtype(dtype).name)
 
 
 # -- engine I/O against the spec -------------------------------------------------------------------------------------
@@ -441,6 +446,7 @@ class TrtBackend(Backend):
         self._context: trt.IExecutionContext | None = None
         self._stream: cuda.Stream | None = None
         self._host: dict[str, np.ndarray] = {}
+        self._dtypes: dict[str, np.dtype[Any]] = {}
         self._device_buffers: dict[str, cuda.DeviceBuffer] = {}
         self._pinned: list[cuda.PinnedBuffer] = []
         self._capture = TrtLogCapture()
@@ -529,7 +535,7 @@ class TrtBackend(Backend):
         self._record, self._engine = loaded.record, loaded.engine
         self._runtime, self._logger = loaded.runtime, loaded.logger
         self._engine_sha256 = loaded.sidecar.artifact.sha256
-        dtypes = check_engine_io(self._engine, self.graph, loaded.record.profile, self.product)
+        dtypes = self._dtypes = check_engine_io(self._engine, self.graph, loaded.record.profile, self.product)
         self._context = self._create_context(self._engine)
         if self._context is None:
             raise BackendError(
@@ -601,6 +607,8 @@ class TrtBackend(Backend):
             raise BackendError(f"{self.artifact} is not loaded")
         api.set_device(self._device)  # this thread may not be the one that loaded the engine
         n = int(next(iter(feeds.values())).shape[0])
+        for spec in (*self.graph.inputs, *self.graph.outputs):  # infer_device may have pointed them elsewhere
+            self._set_address(spec.name, self._device_buffers[spec.name].ptr)
         for spec in self.graph.inputs:
             host = self._host[spec.name][:n]
             np.copyto(host, feeds[spec.name], casting="same_kind")  # float32 -> float16 where the engine wants it
@@ -622,4 +630,73 @@ class TrtBackend(Backend):
         stream.synchronize()
         # Copies: the pinned buffers are overwritten by the next call.
         return {s.name: self._host[s.name][:n].astype(np.dtype(s.dtype), copy=True) for s in self.graph.outputs}
+
+    def _set_address(self, name: str, ptr: int) -> None:
+        if self._context is None or not self._context.set_tensor_address(name, ptr):
+            raise BackendError(f"TensorRT refused the device address of {name!r}{self._capture.summary()}")
+
+    # -- device-resident inference --------------------------------------------------------------------------------
+    @property
+    def tensor_device(self) -> str | None:
+        """The engine's GPU as a torch device (``cuda:N``) once loaded, where torch is installed; else None."""
+        if self._api is None or self._context is None or importlib.util.find_spec("torch") is None:
+            return None
+        return self._api.tensor_device(self._device)
+
+    def _infer_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """The engine on torch tensors: their memory is bound directly (no copies; FP16 engine I/O is converted on
+        the device), outputs are new tensors on the device.
+
+        Synchronisation: none on the host. The engine runs on this backend's own stream, which first waits (a
+        device-side event) for the caller's current torch stream, so it reads finished inputs; the caller's stream
+        then waits for ours, so later torch work sees finished outputs; the tensors are marked as used on our stream
+        so that torch's allocator does not reuse their memory early. Where the "device" is host memory (a test
+        double of CUDA) the stream is synchronised instead.
+        """
+        import torch
+
+        if TYPE_CHECKING:
+            import tensorrt as trt
+        else:
+            trt = trt_module(self.product)
+        context, stream, api = self._context, self._stream, self._api
+        if context is None or stream is None or api is None:
+            raise BackendError(f"{self.artifact} is not loaded")
+        api.set_device(self._device)
+        n = int(next(iter(feeds.values())).shape[0])
+        device = next(iter(feeds.values())).device
+        bound: list[torch.Tensor] = []
+        for spec in self.graph.inputs:
+            tensor = feeds[spec.name].to(_torch_dtype(torch, self._dtypes[spec.name])).contiguous()
+            bound.append(tensor)
+            shape = batch_shape(spec, n)
+            if not context.set_input_shape(spec.name, trt.Dims(list(shape))):
+                raise BackendError(
+                    f"TensorRT rejected input {spec.name!r} of shape {shape}: the engine profile is "
+                    f"{self._engine_record().profile}{self._capture.summary()}"
+                )
+            self._set_address(spec.name, tensor.data_ptr())
+        outputs: dict[str, torch.Tensor] = {}
+        for spec in self.graph.outputs:
+            shape = batch_shape(spec, n)
+            got = dims_tuple(context.get_tensor_shape(spec.name))
+            if got != shape:
+                raise BackendError(f"engine output {spec.name!r} has shape {got}, expected {shape}")
+            out = outputs[spec.name] = torch.empty(shape, dtype=_torch_dtype(torch, self._dtypes[spec.name]),
+                                                   device=device)
+            bound.append(out)
+            self._set_address(spec.name, out.data_ptr())
+        if device.type == "cuda":
+            ours = torch.cuda.ExternalStream(stream.handle, device=device)
+            ours.wait_stream(torch.cuda.current_stream(device))
+            if not context.execute_async_v3(stream.handle):
+                raise BackendError(f"TensorRT execution of {self.artifact.name} failed{self._capture.summary()}")
+            for tensor in bound:
+                tensor.record_stream(ours)
+            torch.cuda.current_stream(device).wait_stream(ours)
+        else:
+            if not context.execute_async_v3(stream.handle):
+                raise BackendError(f"TensorRT execution of {self.artifact.name} failed{self._capture.summary()}")
+            stream.synchronize()
+        return {name: out.float() for name, out in outputs.items()}  # float16 engine outputs, as infer() gives
 
