@@ -126,6 +126,45 @@ def check_refuses_wrong_inputs(models: ModelBackends) -> None:
     assert models.encoder.infer({"patches": tiny_patches(1, spec=spec)})["features"].shape == (1, f)
 
 
+def check_device_tensors(models: ModelBackends, patches: np.ndarray) -> None:
+    """Where a runner runs on torch tensors (``tensor_device``), ``infer_device`` gives ``infer``'s outputs as
+    tensors on that device (bit for bit on a CPU: the same kernels on the same memory), and refuses numpy arrays,
+    tensors of the wrong dtype and a missing input; where it does not, ``infer_device`` says so."""
+    torch = pytest.importorskip("torch")
+    from sgjnd.runtime.backends.base import tensor_device_of
+
+    for runner, feeds in (
+        (models.encoder, {"patches": patches}),
+        (models.head, {"f_ref": patches_features(models, patches), "f_dis": patches_features(models, patches[::-1])}),
+    ):
+        device = tensor_device_of(runner)
+        if device is None:
+            with pytest.raises(BackendError, match="cannot run on device tensors"):
+                runner.infer_device({k: torch.from_numpy(v) for k, v in feeds.items()})  # type: ignore[attr-defined]
+            continue
+        want = runner.infer(feeds)
+        got = runner.infer_device({k: torch.from_numpy(v.copy()).to(device) for k, v in feeds.items()})  # type: ignore[attr-defined]
+        assert set(got) == set(want)
+        for name, tensor in got.items():
+            assert str(tensor.device).split(":")[0] == device.split(":")[0] and tensor.dtype == torch.float32
+            np.testing.assert_array_equal(tensor.cpu().numpy(), want[name])
+        name, array = next(iter(feeds.items()))
+        wrong = {**{k: torch.from_numpy(v.copy()).to(device) for k, v in feeds.items()}}
+        with pytest.raises(UsageError, match="must be a torch tensor"):
+            runner.infer_device({**wrong, name: array})  # type: ignore[attr-defined]
+        with pytest.raises(UsageError, match="must be"):
+            runner.infer_device({**wrong, name: wrong[name].to(torch.float64)})  # type: ignore[attr-defined]
+        with pytest.raises(UsageError, match="expects inputs"):
+            runner.infer_device({k: v for k, v in wrong.items() if k != name})  # type: ignore[attr-defined]
+        # the host path still works after the device path (a backend that bound tensor memory must rebind its own)
+        np.testing.assert_array_equal(runner.infer(feeds)[next(iter(want))], want[next(iter(want))])
+
+
+def patches_features(models: ModelBackends, patches: np.ndarray) -> np.ndarray:
+    """Encoder features of ``patches`` (host path), contiguous."""
+    return np.ascontiguousarray(models.encoder.infer({"patches": np.ascontiguousarray(patches)})["features"])
+
+
 def check_close_and_reopen(
     open_models: Callable[[], ModelBackends], freed: Callable[[ModelBackends], bool], patches: np.ndarray
 ) -> None:

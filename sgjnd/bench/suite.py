@@ -96,6 +96,11 @@ def unavailable_reason(target: Target, prepared: Prepared) -> str | None:
         except SgjndError as exc:
             return str(exc)
     if target.backend == "torch":
+        if target.device == "gpu":
+            import torch
+
+            if not torch.cuda.is_available():
+                return f"torch {torch.__version__} sees no CUDA device"
         return None if prepared.checkpoint is not None else prepared.checkpoint_reason
     if prepared.model_dir is None:
         return prepared.model_dir_reason or "no model directory"
@@ -127,6 +132,8 @@ def open_target(target: Target, prepared: Prepared, config: BenchConfig) -> Mode
         options["threads"] = config.threads
     if target.backend == "onnxruntime":
         options["providers"] = target.providers or ("cpu",)
+    if target.backend == "torch" and target.device == "gpu":
+        options["device"] = "cuda"
     location = prepared.checkpoint if target.backend == "torch" else prepared.model_dir
     if location is None:
         raise SgjndError(f"{target.name}: nothing to open")
@@ -293,9 +300,6 @@ def measure_e2e(
     config = PredictConfig(search=search, max_patches=max_patches, prefetch_jpeg=prefetch_jpeg)
     predictor = JNDPredictor(models, config)
     variant = "" if prefetch_jpeg else "serial-jpeg"
-    s = models.model.patch_size
-    # one patch of the encoder's input: uint8 pixels or normalised float32 (ModelSpec.encoder_input)
-    input_bytes = 3 * s * s * (1 if models.model.encoder_input == "uint8" else 4)
     rows: list[Measurement] = []
     for image in images:
         try:
@@ -313,7 +317,7 @@ def measure_e2e(
         t = result.timings_ms
         row = target_row(
             "e2e", target, strategy=strategy, image=image.name, variant=variant, patches=len(result.patches),
-            encoder_passes=result.encoder_passes, h2d_bytes=result.encoder_passes * input_bytes,
+            encoder_passes=result.encoder_passes, h2d_bytes=result.host_input_bytes,
             jnd_qf=result.jnd_qf, recommended_qf=result.recommended_qf,
             decode_ms=t["decode"], patches_ms=t["patches"], jpeg_ms=t["jpeg"], inference_ms=t["inference"],
             search_ms=t["search"], report_ms=t["report"], total_ms=t["total"],

@@ -108,10 +108,29 @@ class DeviceRounds:
         self.batch_size, self.pad = batch_size, pad
         self.head_size = batch_size_for(models.head)
 
-    def encode(self, pixels: torch.Tensor, stage: Stage = nullcontext) -> torch.Tensor:
-        """(N, s, s, 3) uint8 pixels on the device -> (N, F) features on the device."""
-        feeds = {"patches": encoder_input_on_device(pixels, self.spec)}
-        return run_on_device(self.models.encoder, feeds, self.batch_size, pad=self.pad, stage=stage)["features"]
+    def encode(self, pixels: torch.Tensor | Iterable[torch.Tensor], stage: Stage = nullcontext) -> torch.Tensor:
+        """(N, s, s, 3) uint8 pixels on the device (one tensor, or parts batched as one, like
+        :func:`sgjnd.runtime.batching.run_stream`) -> (N, F) features on the device."""
+        import torch
+
+        parts = [pixels] if isinstance(pixels, torch.Tensor) else pixels
+        size, features = self.batch_size, []
+        pending: torch.Tensor | None = None
+        for part in parts:
+            part = encoder_input_on_device(part, self.spec)
+            pending = part if pending is None else torch.cat([pending, part])
+            while len(pending) >= size:
+                features.append(self._encode_batch(pending[:size], stage))
+                pending = pending[size:]
+        if pending is not None and len(pending):
+            features.append(self._encode_batch(pending, stage))
+        if not features:
+            raise UsageError("nothing to encode: no patches were given")
+        return torch.cat(features)
+
+    def _encode_batch(self, batch: torch.Tensor, stage: Stage) -> torch.Tensor:
+        return run_on_device(self.models.encoder, {"patches": batch}, self.batch_size, pad=self.pad,
+                             stage=stage)["features"]
 
     def upload(self, image: GriddedImage) -> tuple[torch.Tensor, torch.Tensor]:
         """The image on the device (copied once) and its reference patches, cut there."""

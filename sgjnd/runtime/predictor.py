@@ -116,6 +116,9 @@ class JNDResult:
         psnr_db: PSNR of the full image's JPEG at the recommended QF, in dB.
         jpeg_bytes: size of that JPEG in bytes.
         encoder_passes: patches run through the encoder (reference plus distorted).
+        host_input_bytes: bytes of input the host handed to the backend for this image: every encoder batch on the
+            host path (what a GPU backend copies host to device: 1 byte per pixel and channel for a uint8 graph, 4
+            for a float32 one), the image once on the device-resident path.
         timings_ms: milliseconds per stage (see STAGES) and in total.
         backend: the backend and device that ran the graphs.
         weights: what the model's weights are (a plain statement from the checkpoint).
@@ -137,6 +140,7 @@ class JNDResult:
     backend: str
     weights: str
     notes: tuple[str, ...] = ()
+    host_input_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-serialisable types (QF keys become strings, inf PSNR becomes None)."""
@@ -152,6 +156,7 @@ class JNDResult:
             "psnr_db": None if self.psnr_db is None or not np.isfinite(self.psnr_db) else round(self.psnr_db, 3),
             "jpeg_bytes": self.jpeg_bytes,
             "encoder_passes": self.encoder_passes,
+            "host_input_bytes": self.host_input_bytes,
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "backend": self.backend,
             "weights": self.weights,
@@ -204,6 +209,8 @@ class JNDPredictor:
         )
         self.codec = self.pairs.codec
         self.batch_size = batch_size_for(models.encoder, self.config.batch_size)
+        s = self.spec.patch_size
+        self._patch_bytes = 3 * s * s * (1 if self.spec.encoder_input == "uint8" else 4)  # one encoder input row
         self.device_rounds: DeviceRounds | None = None
         if trials == "exact" and device is not None and device == shared_tensor_device(models):
             self.device_rounds = DeviceRounds(models, self.pairs, device, self.batch_size,
@@ -248,11 +255,9 @@ class JNDPredictor:
                 yield part
 
         def round_on_device(qfs: Sequence[int]) -> tuple[np.ndarray, np.ndarray, int]:
-            import torch
-
             rounds = cast(DeviceRounds, on_device)  # only called when there is one
-            trials = timed(iter(rounds.rounds(gridded, image_on_device, qfs)))
-            f_dis = torch.cat([rounds.encode(chunk, infer) for chunk in trials])
+            # As on the host, the round streams through encoder batches (one chunk of QFs and one batch held).
+            f_dis = rounds.encode(timed(iter(rounds.rounds(gridded, image_on_device, qfs))), infer)
             q, w = rounds.score(f_ref_on_device, f_dis, infer)
             return q, w, len(f_dis)
 
@@ -317,6 +322,7 @@ class JNDPredictor:
             jpeg_bytes=nbytes,
             encoder_passes=passes,
             timings_ms=timer.ms,
+            host_input_bytes=int(gridded.bgr.nbytes) if on_device is not None else passes * self._patch_bytes,
             backend=self.models.encoder.description,
             weights=self.models.weights,
             notes=tuple(notes),

@@ -47,6 +47,8 @@ class JNDResponse(BaseModel):
     psnr_db: float | None
     jpeg_bytes: int | None
     encoder_passes: int
+    host_input_bytes: int = Field(description="bytes of input handed to the backend: encoder batches, or the image "
+                                  "once where the rounds stay on the device")
     timings_ms: dict[str, float]
     backend: str
     weights: str

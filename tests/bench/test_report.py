@@ -32,7 +32,8 @@ def _section(markdown: str, title: str) -> str:
 def test_speedup_table_has_one_row_per_target_with_the_ratios(synthetic_run):
     rows = {r[0].strip("`"): r for r in speedup_rows(synthetic_run)}
     assert list(rows) == ["torch/fp32", "ort-cpu/fp32", "ort-cpu/int8-ort", "ort-cpu/fp16", "ov-cpu/fp32",
-                          "ov-cpu/bf16", "ov-cpu/int8-ort", "ov-cpu/int8", "trt/fp32", "trt/fp16", "trt/int8",
+                          "ov-cpu/bf16", "ov-cpu/int8-ort", "ov-cpu/int8", "torch-cuda/fp32", "ort-cuda/fp32",
+                          "ort-cuda/fp16", "trt/fp32", "trt/fp16", "trt/int8",
                           "trt-rtx/fp16", "trt-rtx/int8",
                           "ort-trt-ep/fp32"]
     assert rows["torch/fp32"][4] == "1.00×"
@@ -49,7 +50,7 @@ def test_markdown_sections_and_rows(synthetic_run):
                   "Frame", "Skipped, out of memory and failed", "Notes"):
         assert f"## {title}" in md
     speedups = _section(md, "Speed-ups")
-    assert speedups.count("\n| `") == 14 + 2  # every target, then the by-batch table of the two measured ones
+    assert speedups.count("\n| `") == 17 + 2  # every target, then the by-batch table of the two measured ones
     encoder = _section(md, "Latency: encoder")
     assert encoder.count("\n| `") == 12  # 3 targets x 4 batches; the OOM row is listed with the problems
     problems = _section(md, "Skipped, out of memory")

@@ -3,7 +3,8 @@
 Each target opens the untrained tiny model (``sgjnd_tiny``, seed 0) on one backend at one precision and passes the
 same checks (``tests/backend_contract.py``): outputs at batch 1 and at the maximum batch, batch-size independence,
 a description that names backend and precision, agreement with eager PyTorch on patches of the bundled photos
-(reference and JPEG-distorted, made as the predictor makes them), refusal of wrong inputs, and close / re-open.
+(reference and JPEG-distorted, made as the predictor makes them), the device-tensor path (``infer_device``) giving
+the host path's outputs where a backend has one, refusal of wrong inputs, and close / re-open.
 
 Targets: torch (the reference itself, with float32 and uint8 encoder input), ONNX Runtime FP32, FP16, INT8 (TensorRT
 QDQ flavour) and INT8-ORT, OpenVINO FP32 and INT8-ORT (skipped with the reason when openvino is not installed), and
@@ -34,6 +35,7 @@ from backend_contract import (
     check_batch_independence,
     check_close_and_reopen,
     check_description,
+    check_device_tensors,
     check_outputs_at_batches,
     check_refuses_wrong_inputs,
     tiny_patches,
@@ -448,6 +450,11 @@ def test_agrees_with_the_torch_reference_on_photo_patches(target: Target, photo_
     scores = image_scores(ours["q"], ours["w"], photo_patches.image_of, photo_patches.qf)
     delta = np.abs(scores - photo_patches.scores).max()
     assert delta <= target.bound.max_delta_s, f"S departs from the reference by {delta:.2e}"
+
+
+def test_device_tensors_give_the_host_outputs(target: Target, photo_patches: PhotoPatches) -> None:
+    with target.open() as models:
+        check_device_tensors(models, PairMaker(models.model).encoder_input(photo_patches.pixels[:6]))
 
 
 def test_refuses_wrong_inputs_with_a_clear_error(target: Target) -> None:
