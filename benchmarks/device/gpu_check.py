@@ -6,6 +6,9 @@ Subcommands (each writes one JSON file and appends its key lines to --summary):
   cpu     encoder ms/patch: torch eager FP32, ORT CPU FP32, ORT CPU INT8 (U8S8), interleaved rounds, one process
   gpu     encoder ms/patch on CUDA: sgjnd torch backend (FP32) and raw torch (FP32, strict FP32, FP16/BF16 autocast)
   parity  torch CPU vs torch CUDA on the demo checkpoint: features/q/w on fixed patches, JND QF per sample photo
+  e2e     the predictor end to end per 1920x1080 photo, per strategy: torch CUDA with device-resident rounds (exact
+          JPEG on the GPU, uint8 input) vs host rounds (OpenCV JPEG; uint8 and float32 input), ORT CUDA where
+          onnxruntime-gpu is installed, ORT CPU; stage breakdown, host->device bytes, JND
 
 Every subcommand writes its JSON after each unit of work, so a timeout still leaves partial results.
 Run by gpu_check.sh; by hand: python benchmarks/device/gpu_check.py SUBCOMMAND --help.
@@ -442,9 +445,11 @@ def cmd_parity(args: argparse.Namespace) -> int:
         out["weights"] = cpu_m.weights
         # 1. Tensors: identical patches (reference + JPEG QF 20/50/80) through both encoders; heads on CPU features.
         try:
-            inputs = make_pair_set(PairMaker(cpu_m.model), [d.bgr for d in decoded], (20, 50, 80),
+            pixel_maker = PairMaker(cpu_m.model.with_encoder_input("uint8"))
+            inputs = make_pair_set(pixel_maker, [d.bgr for d in decoded], (20, 50, 80),
                                    max_patches=args.tensor_patches)
-            enc_in = {"patches": inputs.patches}
+            enc_in = {"patches": PairMaker(cpu_m.model).encoder_input(inputs.patches)}  # each as its graph takes it
+            gpu_in = {"patches": PairMaker(gpu_m.model).encoder_input(inputs.patches)}
             f_cpu = cpu_m.encoder.infer(enc_in)["features"]
             f_ref, f_dis = f_cpu[inputs.ref_index], f_cpu[inputs.n_ref:]
             h_cpu = cpu_m.head.infer({"f_ref": f_ref, "f_dis": f_dis})
@@ -452,7 +457,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
             out["tensors"] = {}
             for variant, flags in (("torch defaults", default_tf32), ("strict fp32 (no TF32)", (False, False))):
                 torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
-                f_gpu = gpu_m.encoder.infer(enc_in)["features"]
+                f_gpu = gpu_m.encoder.infer(gpu_in)["features"]
                 h_gpu = gpu_m.head.infer({"f_ref": f_ref, "f_dis": f_dis})
                 tol = tolerances_for("fp32")
                 comps = compare_outputs({"features": f_cpu}, {"features": f_gpu}, tol)
@@ -498,6 +503,96 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- e2e ---------------------------------------------------------------------------------------------------------
+def _photo_1080p(path: Path) -> Any:
+    """A sample photo resized to 1920x1080 (INTER_CUBIC): the size the issue's figures are per."""
+    import cv2
+
+    from sgjnd.runtime.decode import decode_image
+
+    return cv2.resize(decode_image(path).bgr, (1920, 1080), interpolation=cv2.INTER_CUBIC)
+
+
+def cmd_e2e(args: argparse.Namespace) -> int:
+    import torch
+
+    from sgjnd.runtime.backends.registry import open_model
+    from sgjnd.runtime.predictor import JNDPredictor, PredictConfig
+    from sgjnd.runtime.search import SearchConfig
+
+    s = args.summary
+    out: dict[str, Any] = {"what": "predictor end to end per 1920x1080 photo (sample photos resized, INTER_CUBIC)",
+                           "checkpoint": str(args.ckpt), "model_dir": str(args.model_dir), "rows": [], "errors": []}
+    device = _cuda_or_skip(args, out)
+    if device is None:
+        return 3
+    from sgjnd.samples import sample_photos
+
+    photos = [(p.name, _photo_1080p(p)) for p in sample_photos()[: args.photos]]
+    variants: list[tuple[str, str, Path, dict[str, Any], str]] = [
+        # (label, backend, location, options, jpeg)
+        ("torch-cuda uint8 device-rounds", "torch", args.ckpt, {"device": device, "encoder_input": "uint8"}, "auto"),
+        ("torch-cuda uint8 host-rounds opencv", "torch", args.ckpt, {"device": device, "encoder_input": "uint8"},
+         "opencv"),
+        ("torch-cuda float32 host-rounds opencv (before)", "torch", args.ckpt,
+         {"device": device, "encoder_input": "float32"}, "opencv"),
+    ]
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        for precision in ("fp32", "fp16"):
+            variants.append((f"ort-cuda {precision} device-rounds", "onnxruntime", args.model_dir,
+                             {"providers": ("cuda",), "precision": precision}, "auto"))
+            variants.append((f"ort-cuda {precision} host-rounds opencv", "onnxruntime", args.model_dir,
+                             {"providers": ("cuda",), "precision": precision}, "opencv"))
+    else:
+        out["errors"].append("ORT CUDA: not measured: this onnxruntime has no CUDAExecutionProvider "
+                             "(pip install onnxruntime-gpu==1.31.1)")
+        _say(s, "e2e: ORT CUDA not measured: no CUDAExecutionProvider in this onnxruntime")
+    variants.append(("ort-cpu fp32 host-rounds opencv", "onnxruntime", args.model_dir,
+                     {"providers": ("cpu",), "threads": os.cpu_count()}, "opencv"))
+    strategies = args.strategies.split(",")
+    for label, backend, location, options, jpeg in variants:
+        for strategy in strategies:
+            if label.startswith("ort-cpu") and strategy == "full":
+                continue  # minutes per photo on a CPU: the coarse-to-fine row is the CPU figure
+            try:
+                with open_model(backend, location, **options) as models:
+                    config = PredictConfig(search=SearchConfig(strategy=strategy), max_patches=args.max_patches,
+                                           jpeg=jpeg)
+                    predictor = JNDPredictor(models, config)
+                    predictor.predict(_decoded(photos[0][1], "warm-up"))  # first call: kernels, allocator, caches
+                    for name, bgr in photos:
+                        _sync(torch, device)
+                        t = time.perf_counter()
+                        r = predictor.predict(_decoded(bgr, name), source=name)
+                        _sync(torch, device)
+                        row = {"variant": label, "strategy": strategy, "photo": name,
+                               "wall_ms": round((time.perf_counter() - t) * 1e3, 1),
+                               "device_rounds": predictor.device_rounds is not None,
+                               "stages_ms": {k: round(v, 1) for k, v in r.timings_ms.items()},
+                               "host_input_bytes": r.host_input_bytes, "encoder_passes": r.encoder_passes,
+                               "jnd_qf": r.jnd_qf, "backend": r.backend}
+                        out["rows"].append(row)
+                        _write(args.out, out)
+                        _say(s, f"e2e: {label:<46} {strategy:<14} {name:<22} {row['wall_ms']:>9.1f} ms "
+                                f"h2d {r.host_input_bytes / 2**20:8.1f} MiB passes {r.encoder_passes:>5} "
+                                f"JND {r.jnd_qf}  jpeg {r.timings_ms['jpeg']:.0f} inf {r.timings_ms['inference']:.0f} "
+                                f"rounds on {'device' if row['device_rounds'] else 'host'}")
+            except Exception as exc:
+                out["errors"].append(f"{label} {strategy}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+                _write(args.out, out)
+                _say(s, f"e2e: ERROR {label} {strategy}: {type(exc).__name__}: {str(exc)[:300]}")
+    _write(args.out, out)
+    return 0
+
+
+def _decoded(bgr: Any, name: str) -> Any:
+    from sgjnd.runtime.decode import DecodedImage
+
+    return DecodedImage(bgr=bgr, source=name, format="array", mode="rgb8")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -541,9 +636,19 @@ def main() -> int:
     pp.add_argument("--max-patches", type=int, default=32)
     pp.add_argument("--photos", type=int, default=5)
     pp.add_argument("--tensor-patches", type=int, default=4)
+    ep = sub.add_parser("e2e")
+    common(ep)
+    ep.add_argument("--ckpt", type=Path, required=True)
+    ep.add_argument("--model-dir", type=Path, required=True)
+    ep.add_argument("--strategies", default="coarse-to-fine,full")
+    ep.add_argument("--max-patches", type=int, default=32)
+    ep.add_argument("--photos", type=int, default=2)
+    ep.add_argument("--dry-device", default=os.environ.get("DRY_DEVICE") or None,
+                    help="without CUDA, exercise the code on this device (local test only)")
     args = p.parse_args()
     args.name = args.cmd
-    commands = {"probe": cmd_probe, "photos": cmd_photos, "cpu": cmd_cpu, "gpu": cmd_gpu, "parity": cmd_parity}
+    commands = {"probe": cmd_probe, "photos": cmd_photos, "cpu": cmd_cpu, "gpu": cmd_gpu, "parity": cmd_parity,
+                "e2e": cmd_e2e}
     return commands[args.cmd](args)
 
 

@@ -9,10 +9,13 @@
 #   4 gpu     encoder ms/patch on CUDA, batch 16 and 64: sgjnd torch backend FP32; raw torch FP32/strict/FP16/BF16
 #   5 parity  demo checkpoint, torch CPU vs torch CUDA: tensors on fixed patches + JND QF of the 5 sample photos
 #             (full search, max 16 patches per photo, the same PredictConfig on both devices)
+#   6 e2e     sgjnd_r50 predictor per 1920x1080 photo and strategy: torch CUDA device-resident rounds (exact JPEG on
+#             the GPU, uint8 input) vs host rounds (OpenCV; uint8 and float32 input), ORT CUDA (onnxruntime-gpu only),
+#             ORT CPU; stages, host->device bytes, JND
 # Writes into $OUT (default /tmp/sgjnd-gpu-check-out): log.txt summary.txt steps.tsv probe.txt cpu_int8.json
 # gpu_torch.json parity.json; prints a short summary at the end.
 # Environment: QUICK=1 (tiny settings for a local dry run), PY (python, default python3), WORK (scratch folder),
-# TOTAL_BUDGET (seconds for all steps, default 345), STEPS (subset, e.g. "probe cpu"), DRY_DEVICE=cpu (without CUDA,
+# TOTAL_BUDGET (seconds for all steps, default 480), STEPS (subset, e.g. "probe cpu"), DRY_DEVICE=cpu (without CUDA,
 # exercise the GPU steps' code on the CPU, clearly labelled; local test only), BLOCK_MODULES (e.g. "onnxslim onnxsim":
 # make them unimportable, to test the remote's environment locally).
 set +e
@@ -34,7 +37,7 @@ if [ -n "${BLOCK_MODULES:-}" ]; then
     export PYTHONPATH=$WORK/block:$PYTHONPATH
 fi
 QUICK=${QUICK:-0}
-STEPS=${STEPS:-"probe prep cpu gpu parity"}
+STEPS=${STEPS:-"probe prep cpu gpu parity e2e"}
 NCPU=$(nproc 2>/dev/null || echo 2)
 H=$ROOT/benchmarks/device/gpu_check.py
 LOG=$OUT/log.txt
@@ -51,12 +54,14 @@ if [ "$QUICK" = 1 ]; then
     CAL_PATCHES=8; CPU_THREADS=${CPU_THREADS:-2}; CPU_BATCHES=2,1; CPU_ROUNDS=2; CPU_MIN_ROUNDS=2; CPU_MAX_S=5
     GPU_BATCHES=1; GPU_ITERS=2; GPU_MIN_ITERS=1; GPU_WARMUP=1; GPU_MAX_S=1
     PAR_SEARCH=coarse-to-fine; PAR_MAXP=2; PAR_PHOTOS=2; PAR_TP=1
+    E2E_STRATEGIES=coarse-to-fine; E2E_MAXP=2; E2E_PHOTOS=1
 else
-    TOTAL_BUDGET=${TOTAL_BUDGET:-345}
+    TOTAL_BUDGET=${TOTAL_BUDGET:-480}
     T_HI=16; [ "$NCPU" -lt 16 ] && T_HI=$NCPU
     CAL_PATCHES=32; CPU_THREADS=${CPU_THREADS:-$T_HI,2}; CPU_BATCHES=16,1; CPU_ROUNDS=6; CPU_MIN_ROUNDS=3; CPU_MAX_S=14
     GPU_BATCHES=16,64; GPU_ITERS=30; GPU_MIN_ITERS=3; GPU_WARMUP=3; GPU_MAX_S=4
     PAR_SEARCH=full; PAR_MAXP=16; PAR_PHOTOS=5; PAR_TP=4
+    E2E_STRATEGIES=coarse-to-fine,full; E2E_MAXP=32; E2E_PHOTOS=2
 fi
 
 say() { echo "$*" | tee -a "$LOG" "$SUMMARY"; }
@@ -136,10 +141,10 @@ except Exception as e:
 fi
 
 # -- 2. model directory: init, export, INT8 (ORT CPU) ------------------------------------------------------------------
-if want prep || want cpu || want gpu; then
+if want prep || want cpu || want gpu || want e2e; then
     step init 60 200 3 "$PY" -m sgjnd.cli init sgjnd_r50 --seed 0 -o "$CKPT"
 fi
-if want prep || want cpu; then
+if want prep || want cpu || want e2e; then
     step export 150 190 15 "$PY" -m sgjnd.cli export "$CKPT" -o "$MODEL_DIR" ||
         step export-dynamo 150 190 15 "$PY" -m sgjnd.cli export "$CKPT" -o "$MODEL_DIR" --exporter dynamo --opset 18
     step photos 30 190 2 "$PY" "$H" photos calibration "$WORK/calib"
@@ -163,8 +168,14 @@ fi
 
 # -- 5. parity: torch CPU vs torch CUDA on the demo checkpoint ---------------------------------------------------------
 if want parity; then
-    step parity 200 0 0 "$PY" "$H" parity --ckpt "$DEMO" --search "$PAR_SEARCH" --max-patches "$PAR_MAXP" \
+    step parity 200 150 0 "$PY" "$H" parity --ckpt "$DEMO" --search "$PAR_SEARCH" --max-patches "$PAR_MAXP" \
         --photos "$PAR_PHOTOS" --tensor-patches "$PAR_TP" --out "$OUT/parity.json" --summary "$SUMMARY"
+fi
+
+# -- 6. e2e: the predictor per 1080p photo, device-resident rounds vs host rounds ----------------------------------------
+if want e2e; then
+    step e2e 240 0 0 "$PY" "$H" e2e --ckpt "$CKPT" --model-dir "$MODEL_DIR" --strategies "$E2E_STRATEGIES" \
+        --max-patches "$E2E_MAXP" --photos "$E2E_PHOTOS" --out "$OUT/e2e.json" --summary "$SUMMARY"
 fi
 
 echo

@@ -18,6 +18,7 @@ on a GPU are enqueue times, except the copy back, which waits for the round and 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
@@ -58,11 +59,19 @@ def encoder_input_on_device(pixels: torch.Tensor, spec: ModelSpec) -> torch.Tens
     if spec.encoder_input == "uint8":
         return pixels.contiguous()
     source_channel = (2, 1, 0) if spec.channel_order == "rgb" else (0, 1, 2)
-    levels = np.arange(256, dtype=np.float64) / 255.0
-    tables = np.stack([((levels - spec.mean[c]) / spec.std[c]).astype(np.float32) for c in range(3)])
-    table = torch.from_numpy(tables).to(pixels.device)
+    table = _normalisation_tables(spec.mean, spec.std, str(pixels.device))
     index = pixels.long()
     return torch.stack([table[c][index[..., src]] for c, src in enumerate(source_channel)], dim=1).contiguous()
+
+
+@functools.lru_cache(maxsize=8)
+def _normalisation_tables(mean: tuple[float, ...], std: tuple[float, ...], device: str) -> torch.Tensor:
+    """(3, 256) float32 tables of normalize_patches, copied to ``device`` once (not once per batch)."""
+    import torch
+
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    tables = np.stack([((levels - mean[c]) / std[c]).astype(np.float32) for c in range(3)])
+    return torch.from_numpy(tables).to(device)
 
 
 def run_on_device(
