@@ -13,7 +13,7 @@ from sgjnd.runtime.backends.base import ModelBackends
 from sgjnd.runtime.backends.ort import DEFAULT_PROVIDERS
 from sgjnd.runtime.backends.registry import list_backends
 from sgjnd.runtime.modeldir import RUN_PRECISIONS
-from sgjnd.runtime.predictor import PredictConfig
+from sgjnd.runtime.predictor import JPEG_TRIALS, PredictConfig
 from sgjnd.runtime.search import STRATEGIES, SearchConfig
 from sgjnd.runtime.source import AUTO, ModelSource, open_source
 
@@ -120,6 +120,14 @@ def add_predict_args(parser: argparse.ArgumentParser) -> None:
         default=_PREDICT_DEFAULTS.max_pixels,
         help="refuse images with more pixels, read from the header before decoding",
     )
+    group.add_argument(
+        "--jpeg",
+        choices=JPEG_TRIALS,
+        default=_PREDICT_DEFAULTS.jpeg,
+        help="how JPEG trials are made (same pixels every way): opencv (libjpeg on the CPU), exact (the integer "
+        "array pipeline; with the rounds on the device where both graphs run on torch tensors), auto (exact on a "
+        "CUDA encoder, else opencv)",
+    )
 
 
 def predict_config_from_args(args: argparse.Namespace) -> PredictConfig:
@@ -138,6 +146,7 @@ def predict_config_from_args(args: argparse.Namespace) -> PredictConfig:
         max_patches=args.max_patches,
         batch_size=args.batch_size,
         max_pixels=args.max_pixels,
+        jpeg=getattr(args, "jpeg", _PREDICT_DEFAULTS.jpeg),
     )
 
 

@@ -67,6 +67,16 @@ class DeviceRunner(Protocol):
         """Run the graph on torch tensors on ``tensor_device``; outputs are torch tensors there."""
 
 
+def torch_installed() -> bool:
+    """Whether torch can be imported here, without importing it (device tensors are torch tensors)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # a blocked or broken installation
+        return False
+
+
 def tensor_device_of(runner: Runner) -> str | None:
     """The device where ``runner`` runs on tensors (:class:`DeviceRunner`), or None."""
     return runner.tensor_device if isinstance(runner, DeviceRunner) else None

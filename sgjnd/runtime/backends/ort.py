@@ -7,7 +7,6 @@ inputs and outputs are checked against the model spec before the first inference
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -18,7 +17,7 @@ import numpy as np
 
 from sgjnd.errors import BackendError, BackendUnavailable, SpecError, UsageError
 from sgjnd.fileio import atomic_output, sha256_bytes, write_atomic
-from sgjnd.runtime.backends.base import Backend, ModelBackends
+from sgjnd.runtime.backends.base import Backend, ModelBackends, torch_installed
 from sgjnd.runtime.backends.registry import graph_names
 from sgjnd.runtime.modeldir import (
     PRECISIONS,
@@ -305,7 +304,7 @@ class OrtBackend(Backend):
     def tensor_device(self) -> str | None:
         """``cuda:N`` when the session runs on the CUDA provider, ``cpu`` on the CPU provider, where torch is
         installed; None otherwise (another provider first, or not loaded)."""
-        if self._session is None or importlib.util.find_spec("torch") is None:
+        if self._session is None or not torch_installed():
             return None
         first = self._active_providers[0] if self._active_providers else ""
         if first == "CPUExecutionProvider":

@@ -15,7 +15,7 @@ This module imports numpy at the top; tensorrt and the CUDA bindings are importe
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import importlib
 import logging
 import threading
 import weakref
@@ -40,7 +40,7 @@ from sgjnd.engine_spec import (
 from sgjnd.errors import BackendError, BackendUnavailable, SpecError, UsageError
 from sgjnd.fileio import sha256_bytes
 from sgjnd.runtime import cuda
-from sgjnd.runtime.backends.base import Backend, ModelBackends
+from sgjnd.runtime.backends.base import Backend, ModelBackends, torch_installed
 from sgjnd.runtime.backends.registry import graph_names
 from sgjnd.runtime.modeldir import artifact_path, require_model_dir
 from sgjnd.spec import GraphSpec, ModelSpec, Sidecar, read_sidecar
@@ -639,7 +639,7 @@ class TrtBackend(Backend):
     @property
     def tensor_device(self) -> str | None:
         """The engine's GPU as a torch device (``cuda:N``) once loaded, where torch is installed; else None."""
-        if self._api is None or self._context is None or importlib.util.find_spec("torch") is None:
+        if self._api is None or self._context is None or not torch_installed():
             return None
         return self._api.tensor_device(self._device)
 
