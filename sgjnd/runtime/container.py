@@ -204,6 +204,37 @@ def png_chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
         pos += 12 + length
 
 
+PNG_CHUNKS_THE_DECODER_IGNORES = frozenset(
+    {b"iCCP", b"sRGB", b"gAMA", b"cHRM", b"sBIT", b"tEXt", b"zTXt", b"iTXt", b"tIME", b"pHYs", b"eXIf", b"sPLT",
+     b"hIST"}
+)
+"""Ancillary PNG chunks that change nothing in the pixels OpenCV's decoder returns (no colour management, gamma or
+shift is applied; the orientation is read by us, not by the decoder), and about which libpng prints warnings straight
+to the process's stderr (``libpng warning: iCCP: known incorrect sRGB profile``, ``Ignoring invalid time value``):
+a file descriptor the library cannot redirect per call. ``tRNS`` (transparency), ``PLTE`` and the APNG chunks stay."""
+
+
+def png_for_decoder(data: bytes) -> bytes:
+    """``data`` without the chunks of :data:`PNG_CHUNKS_THE_DECODER_IGNORES` (the same bytes when it has none).
+
+    Each chunk carries its own length and CRC, so removing whole chunks leaves a valid PNG; the metadata the toolkit
+    uses (EXIF orientation, ICC profile for ``compress``) is read from the original bytes.
+    """
+    keep: list[tuple[int, int]] = []
+    dropped = False
+    pos = 8
+    for ctype, body in png_chunks(data):
+        end = pos + 12 + len(body)
+        if ctype in PNG_CHUNKS_THE_DECODER_IGNORES:
+            dropped = True
+        else:
+            keep.append((pos, end))
+        pos = end
+    if not dropped:
+        return data
+    return b"".join([bytes(data[:8]), *(bytes(data[a:b]) for a, b in keep), bytes(data[pos:])])
+
+
 def riff_chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
     """The chunks of a RIFF (WebP) file after its 12-byte header, as ``(type, body)``; bodies are views.
 

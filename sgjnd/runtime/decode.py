@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 
 from sgjnd.errors import ImageError, PixelLimitError, UsageError  # noqa: E402
 from sgjnd.fileio import image_bytes_limit, read_regular_file  # noqa: E402
-from sgjnd.runtime.container import ImageHeader, read_header  # noqa: E402
+from sgjnd.runtime.container import ImageHeader, png_for_decoder, read_header  # noqa: E402
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DecodedImage", "apply_orientation", "decode_image", "decoded_from_array"]
 
@@ -139,8 +139,15 @@ def decode_image(
             f"expected 8- or 16-bit integer samples. Tone-map and save it as an 8-bit PNG or JPEG first."
         )
 
+    # libpng prints warnings about ancillary chunks to fd 2 itself; the decoder never sees those chunks.
+    pixels_data = data
+    if header.format == "png":
+        try:
+            pixels_data = png_for_decoder(data)
+        except ImageError:  # a damaged chunk list: the decoder gets the bytes as they came and reports them
+            pixels_data = data
     try:
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        pixels = cv2.imdecode(np.frombuffer(pixels_data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # some decoders raise instead of returning None (limits, broken headers)
         if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
             raise PixelLimitError(

@@ -12,9 +12,9 @@ OPENCV_LOG_VARIABLE = "OPENCV_LOG_LEVEL"
 def quiet_opencv(verbose: int, *, load: bool = False) -> None:
     """Hide OpenCV's own log lines (``[ WARN:0@0.8] ... PNG input buffer is incomplete``) unless ``verbose``.
 
-    They repeat, less clearly, what the one-line error of each refused image says. libpng's and libjpeg's own
-    warnings (``libpng warning: iCCP: ...``, ``Corrupt JPEG data: ...``) are printed by those libraries straight to
-    file descriptor 2 and cannot be hidden without silencing every thread's stderr; they are documented instead.
+    They repeat, less clearly, what the one-line error of each refused image says. libjpeg's own warnings
+    (``Corrupt JPEG data: ...``) are printed straight to file descriptor 2 and cannot be hidden without silencing
+    every thread's stderr; libpng's are avoided at their source (:func:`sgjnd.runtime.container.png_for_decoder`).
 
     Args:
         verbose: the CLI's ``-v`` count; 0 shows errors only, more shows OpenCV's warnings.

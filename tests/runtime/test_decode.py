@@ -406,3 +406,32 @@ def test_opencv_limit_follows_max_pixels_from_the_command_line() -> None:
     env["OPENCV_IO_MAX_IMAGE_PIXELS"] = "5000"  # a limit the user set is kept
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split() == ["5000", "5000"]
+
+
+def test_libpng_warnings_about_ignored_chunks_do_not_reach_stderr(tmp_path: Path) -> None:
+    """libpng prints its warnings to fd 2 itself (no per-call handler from Python). The chunks it warns about change
+    nothing OpenCV returns, so the decoder never sees them: same pixels, silent stderr, in a fresh process."""
+    image = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    png = cv2.imencode(".png", image)[1].tobytes()
+    extra = (png_chunk(b"iCCP", b"junk\x00\x00not zlib at all") + png_chunk(b"tIME", b"\x00\x00\x0d\x20\x00\x00\x00")
+             + png_chunk(b"gAMA", struct.pack(">I", 100000)) + png_chunk(b"tEXt", b"Comment\x00hello"))
+    path = tmp_path / "noisy.png"
+    path.write_bytes(png[:33] + extra + png[33:])  # after IHDR
+    raw = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(raw, image)  # the chunks do not change OpenCV's pixels...
+    child = "import sys; from sgjnd.runtime.decode import decode_image; print(int(decode_image(sys.argv[1]).bgr.sum()))"
+    bare = "import sys, cv2, numpy as np; cv2.imdecode(np.fromfile(sys.argv[1], np.uint8), cv2.IMREAD_UNCHANGED)"
+    noisy = subprocess.run([sys.executable, "-c", bare, str(path)], capture_output=True, text=True, check=True)
+    assert "libpng warning" in noisy.stderr  # ...but libpng complains about them when it sees them
+    quiet = subprocess.run([sys.executable, "-c", child, str(path)], capture_output=True, text=True, check=True)
+    assert quiet.stderr == "" and int(quiet.stdout) == int(image.sum())
+
+
+def test_png_with_transparency_keeps_its_tRNS_chunk() -> None:
+    from sgjnd.runtime.container import png_for_decoder
+
+    palette = np.zeros((20, 20), np.uint8)
+    png = cv2.imencode(".png", palette)[1].tobytes()
+    with_trns = png[:33] + png_chunk(b"tRNS", b"\x00") + png_chunk(b"iTXt", b"k\x00\x00\x00\x00\x00t") + png[33:]
+    stripped = png_for_decoder(with_trns)
+    assert b"tRNS" in stripped and b"iTXt" not in stripped and png_for_decoder(png) is png
