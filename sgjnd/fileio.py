@@ -15,7 +15,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,63 @@ def check_output_dir(path: Path, *, what: str) -> None:
             f"{path} is {file_kind(info.st_mode)}, not a folder; expected the {what} (a folder to write into). "
             f"Choose another path"
         )
+
+
+OursTest = Callable[[Path], bool]
+"""Whether an existing file is one sgjnd wrote (so a command may replace it)."""
+
+
+def check_output_files(folder: Path, files: Mapping[str, OursTest], *, what: str) -> None:
+    """Refuse an output folder that holds, under a name the command writes, a file sgjnd did not write.
+
+    The folder itself is checked by :func:`check_output_dir`; this checks what the command would replace inside it:
+    each of ``files`` (name -> ``ours`` test) that exists must be a regular file that passes its test. Nothing is
+    written or changed when one does not.
+
+    Raises:
+        UsageError: naming every such file, and what to do.
+    """
+    foreign: list[str] = []
+    for name, ours in files.items():
+        path = Path(folder) / name
+        if not os.path.lexists(path):
+            continue
+        try:
+            regular = stat.S_ISREG(os.lstat(path).st_mode)
+            if not regular or not ours(path):
+                foreign.append(name)
+        except OSError:
+            foreign.append(name)
+    if foreign:
+        raise UsageError(
+            f"{folder} holds {', '.join(foreign)}, which this command writes, but sgjnd did not write "
+            f"{'it' if len(foreign) == 1 else 'them'}: left as {'it is' if len(foreign) == 1 else 'they are'}. "
+            f"Choose another {what}, or move {'it' if len(foreign) == 1 else 'them'} away"
+        )
+
+
+def matplotlib_png(path: Path) -> bool:
+    """An ``ours`` test for plots: a PNG whose text chunks name Matplotlib as its software (how sgjnd draws)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    return head.startswith(b"\x89PNG\r\n\x1a\n") and b"Matplotlib" in head
+
+
+def jsonl_of_objects(keys: tuple[str, ...]) -> OursTest:
+    """An ``ours`` test: the first line of the file is a JSON object with all of ``keys`` (or the file is empty)."""
+
+    def test(path: Path) -> bool:
+        with open(path, "rb") as fh:
+            first = fh.readline(1 << 20)
+        if not first.strip():
+            return os.stat(path).st_size == 0
+        try:
+            data = json.loads(first)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            return False
+        return isinstance(data, dict) and all(k in data for k in keys)
+
+    return test
 
 
 def is_json_object_file(path: Path, keys: tuple[str, ...] = (), *, max_bytes: int = 64 << 20) -> bool:

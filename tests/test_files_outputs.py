@@ -125,6 +125,56 @@ def test_folder_outputs_must_be_folders(tmp_path: Path, capsys: pytest.CaptureFi
     assert victim.read_bytes() == b"keep me"
 
 
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [
+        (["bench", "--results", "{d}/new.json", "--compare", "{d}/old.json"], "compare.md"),
+        (["bench", "--results", "{d}/new.json", "--compare", "{d}/old.json"], "compare.json"),
+        (["bench", "--profile", "quick"], "bench.json"),
+        (["bench", "--profile", "quick"], "latency_vs_batch.png"),
+        (["evaluate", "{d}/model", "{d}/data"], "per_image.csv"),
+        (["evaluate", "{d}/model", "{d}/data"], "metrics.json"),
+        (["train", "{config}"], "run.json"),
+        (["train", "{config}"], "best.pt"),
+        (["train", "{config}"], "metrics.jsonl"),
+    ],
+)
+def test_files_inside_output_folders_that_are_not_ours_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], name: str
+) -> None:
+    """A folder output may be reused, but a file in it under a name the command writes must be one sgjnd wrote:
+    the user's file of that name is left byte for byte, and the command stops (exit 2) before any work."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    victim = folder / name
+    victim.write_bytes(b"the user's own file")
+    config = Path(__file__).resolve().parents[1] / "configs" / "demo_effl0_proxy.toml"
+    args = [a.format(d=tmp_path, config=config) for a in command] + ["-o", str(folder)]
+    assert main(args) == 2
+    line = one_error_line(capsys.readouterr().err, command[0])
+    assert f"holds {name}, which this command writes, but sgjnd did not write it" in line
+    assert victim.read_bytes() == b"the user's own file" and sorted(p.name for p in folder.iterdir()) == [name]
+
+
+def test_our_own_earlier_outputs_may_be_replaced(tmp_path: Path) -> None:
+    from sgjnd.bench.api import output_files
+    from sgjnd.fileio import check_output_files
+    from sgjnd.train.evaluate import report_files
+    from sgjnd.train.loop import run_files
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "bench.md").write_text("# sgjnd bench: profile `quick`\n")
+    (folder / "bench.json").write_text('{"format": 1, "tool": "sgjnd bench", "rows": []}')
+    (folder / "metrics.json").write_text('{"metrics": {}, "dataset": "d", "search": {}}')
+    (folder / "run.json").write_text('{"config": {}}')
+    (folder / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    (folder / "best.pt").write_bytes(b"PK")  # in a run folder (run.json is ours)
+    (folder / "unrelated.txt").write_text("other files are none of our business")
+    for files in (output_files(), report_files(), run_files()):
+        check_output_files(folder, files, what="output folder")
+
+
 # -- class 6: inputs must be regular files, read bounded ------------------------------------------------------------
 
 

@@ -25,12 +25,28 @@ from sgjnd.bench.report import (
     write_json,
     write_markdown,
 )
-from sgjnd.bench.results import BenchRun, read_run
-from sgjnd.fileio import write_atomic
+from sgjnd.bench.results import COLUMNS, BenchRun, read_run
+from sgjnd.fileio import OursTest, is_json_object_file, matplotlib_png, starts_with, write_atomic
 
 FILES = {"json": "bench.json", "csv": "bench.csv", "markdown": "bench.md", "latency_plot": "latency_vs_batch.png",
          "stages_plot": "stages_per_image.png", "compare_markdown": "compare.md", "compare_json": "compare.json"}
 """Output file names, by role."""
+
+
+def output_files() -> dict[str, OursTest]:
+    """Every file ``sgjnd bench -o DIR`` may write into DIR, with how to tell one that sgjnd wrote (for
+    :func:`sgjnd.fileio.check_output_files`: a file of the same name that is not ours is never replaced)."""
+    md = starts_with(b"# sgjnd bench")
+    tests: dict[str, OursTest] = {
+        "json": lambda p: is_json_object_file(p, ("format", "tool", "rows")),
+        "csv": starts_with(",".join(COLUMNS).encode()),
+        "markdown": md,
+        "latency_plot": matplotlib_png,
+        "stages_plot": matplotlib_png,
+        "compare_markdown": md,
+        "compare_json": lambda p: is_json_object_file(p, ("old", "new", "changes")),
+    }
+    return {FILES[role]: test for role, test in tests.items()}
 
 
 @dataclass

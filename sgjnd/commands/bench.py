@@ -126,11 +126,12 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--results NEW.json compares an existing run: give the baseline with --compare OLD.json")
         return _compare_only(args, config.compare_threshold)
 
-    from sgjnd.bench.api import benchmark
+    from sgjnd.bench.api import benchmark, output_files
     from sgjnd.bench.report import compare_text, speedup_rows
-    from sgjnd.fileio import check_output_dir
+    from sgjnd.fileio import check_output_dir, check_output_files
 
     check_output_dir(args.out, what="benchmark output folder (-o)")
+    check_output_files(args.out, output_files(), what="benchmark output folder (-o)")
 
     weights, model_dir = _model(args)
     outcome = benchmark(
@@ -158,12 +159,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compare_only(args: argparse.Namespace, threshold: float) -> int:
-    from sgjnd.bench.api import compare_files
+    from sgjnd.bench.api import compare_files, output_files
     from sgjnd.bench.report import compare_text, regressions
     from sgjnd.bench.results import read_run
-    from sgjnd.fileio import check_output_dir
+    from sgjnd.fileio import check_output_dir, check_output_files
 
     check_output_dir(args.out, what="benchmark output folder (-o)")
+    check_output_files(args.out, output_files(), what="benchmark output folder (-o)")
     new = read_run(args.results)
     args.out.mkdir(parents=True, exist_ok=True)
     changes, paths = compare_files(args.compare, new, args.out, threshold=threshold, new_name=str(args.results))

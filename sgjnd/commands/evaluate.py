@@ -49,10 +49,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from sgjnd.data.datasets import open_dataset
     from sgjnd.data.labels import LabelConfig
-    from sgjnd.fileio import check_output_dir
-    from sgjnd.train.evaluate import evaluate_dataset, metrics_line, write_report
+    from sgjnd.fileio import check_output_dir, check_output_files
+    from sgjnd.train.evaluate import evaluate_dataset, metrics_line, report_files, write_report
 
     check_output_dir(args.output, what="report folder (-o)")  # before any work
+    check_output_files(args.output, report_files(), what="report folder (-o)")
     dataset = open_dataset(args.data, args.kind)
     if args.only:
         keep = set(args.only)

@@ -55,11 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
         print(json.dumps({"config": config.to_dict(), "split": dataset_summary(config)}, indent=2))
         return 0
-    from sgjnd.fileio import check_output_dir
-    from sgjnd.train.loop import train
+    from sgjnd.fileio import check_output_dir, check_output_files
+    from sgjnd.train.loop import run_files, train
 
     if args.output is not None:
         check_output_dir(args.output, what="run folder (-o)")  # before any work
+        check_output_files(args.output, run_files(), what="run folder (-o)")
     result = train(config, args.output, resume=not args.no_resume, progress=not args.quiet, max_steps=args.max_steps)
     best = "n/a" if result.best_mae is None else f"{result.best_mae:.2f} QF"
     print(f"run {result.out_dir}: {result.epochs_run} epoch(s), best epoch {result.best_epoch} (validation JND MAE "

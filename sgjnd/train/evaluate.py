@@ -28,7 +28,7 @@ import numpy as np
 from sgjnd.data.datasets import JNDDataset, Source
 from sgjnd.data.labels import LabelConfig
 from sgjnd.errors import SgjndError, UsageError
-from sgjnd.fileio import write_atomic
+from sgjnd.fileio import OursTest, is_json_object_file, matplotlib_png, starts_with, write_atomic
 from sgjnd.progress import Progress
 from sgjnd.runtime.backends.base import ModelBackends
 from sgjnd.runtime.decode import decode_image
@@ -312,6 +312,18 @@ def summary_markdown(result: EvalResult) -> str:
     if result.failures:
         lines += ["## Failures", ""] + [f"- {name}: {why}" for name, why in result.failures] + [""]
     return "\n".join(lines)
+
+
+def report_files() -> dict[str, OursTest]:
+    """Every file :func:`write_report` may write, with how to tell one that sgjnd wrote (for
+    :func:`sgjnd.fileio.check_output_files`)."""
+    return {
+        "per_image.csv": starts_with(",".join(CSV_COLUMNS).encode()),
+        "summary.md": starts_with(b"# JND evaluation"),
+        "metrics.json": lambda p: is_json_object_file(p, ("metrics", "dataset", "search")),
+        "pred_vs_true.png": matplotlib_png,
+        "s_curves.png": matplotlib_png,
+    }
 
 
 def write_report(result: EvalResult, out_dir: Path, *, plots: bool = True) -> list[Path]:

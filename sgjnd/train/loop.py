@@ -40,7 +40,7 @@ from sgjnd.data.datasets import JNDDataset, Source, open_dataset
 from sgjnd.data.labels import LabelConfig, binary_target
 from sgjnd.data.splits import split_dataset
 from sgjnd.errors import CheckpointError, UsageError
-from sgjnd.fileio import write_atomic
+from sgjnd.fileio import OursTest, is_json_object_file, jsonl_of_objects, write_atomic
 from sgjnd.model import SGJND, SGJNDEncoder, aggregate, create_model, load_backbone_weights, save_checkpoint
 from sgjnd.progress import Progress
 from sgjnd.runtime.decode import decode_image
@@ -48,6 +48,7 @@ from sgjnd.runtime.pairs import GriddedImage, PairMaker
 from sgjnd.runtime.patches import PatchGrid, extract_patches, pad_to_patch
 from sgjnd.runtime.predictor import PredictConfig
 from sgjnd.runtime.search import SearchConfig
+from sgjnd.spec import sidecar_path
 from sgjnd.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,27 @@ log = logging.getLogger(__name__)
 STATE_FORMAT = 1
 STATE_FILE = "train_state.pt"
 METRICS_FILE = "metrics.jsonl"
+RUN_FILE = "run.json"
+
+
+def run_files() -> dict[str, OursTest]:
+    """The fixed-name files a training run writes into its folder, with how to tell ones sgjnd wrote (for
+    :func:`sgjnd.fileio.check_output_files`): the state file and checkpoints are ours where the folder's run record
+    is (``run.json``: what makes a folder a run folder), checkpoints also by their sidecar."""
+
+    def in_a_run(path: Path) -> bool:
+        return (path.parent / RUN_FILE).is_file() and is_json_object_file(path.parent / RUN_FILE, ("config",))
+
+    def checkpoint(path: Path) -> bool:
+        return in_a_run(path) or is_json_object_file(sidecar_path(path), ("model", "artifact"))
+
+    return {
+        RUN_FILE: lambda p: is_json_object_file(p, ("config",)),
+        METRICS_FILE: jsonl_of_objects(("epoch",)),
+        STATE_FILE: in_a_run,
+        "last.pt": checkpoint,
+        "best.pt": checkpoint,
+    }
 _RESUME_IGNORED = ("epochs", "output", "validation", "threads", "keep_epochs", "feature_cache_mb")
 """Config fields that may change between a run and its resumption."""
 
@@ -524,7 +546,7 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
     notes = {"train_sources": len(train_set), "val_sources": len(val_set), "frozen_params": len(frozen),
              "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
              "dataset": dataset.description, "human_labels": dataset.human}
-    write_atomic(out_dir / "run.json", (json.dumps({"config": config.to_dict(), **notes}, indent=2) + "\n").encode())
+    write_atomic(out_dir / RUN_FILE, (json.dumps({"config": config.to_dict(), **notes}, indent=2) + "\n").encode())
     last, best = out_dir / "last.pt", out_dir / "best.pt"
     stopped = start_epoch > config.epochs or (config.validation.patience > 0 and bad >= config.validation.patience)
     steps_this_call = 0
