@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -271,6 +271,16 @@ class _Inputs:
     f_dis: np.ndarray
 
 
+CONVERT_ROWS = 64
+"""Patches converted to a target's encoder input at a time: the uint8 pixels of the whole set are held (a quarter of
+the float32 bytes), a float32 copy only for one slice (the same batches as one array: ``batching.run_stream``)."""
+
+
+def _converted(pixels: np.ndarray, to_input: Callable[[np.ndarray], np.ndarray]) -> Iterator[np.ndarray]:
+    for start in range(0, len(pixels), CONVERT_ROWS):
+        yield to_input(pixels[start : start + CONVERT_ROWS])
+
+
 def _jnd_floor(predict_config: PredictConfig | None) -> int:
     """What a None JND (every candidate invisible) counts as: one below the lowest candidate QF."""
     from sgjnd.runtime.predictor import PredictConfig
@@ -350,11 +360,11 @@ def run_comparison(
             if inputs is None:
                 maker = PairMaker(m.model.with_encoder_input("uint8"), margin=config.jpeg_margin)  # pixels, shared
                 pair_set = make_pair_set(maker, [d.bgr for d in decoded], qfs, max_patches=max_patches)
-                features = encode(m, to_input(pair_set.patches), batch, pad=pad)
+                features = encode(m, _converted(pair_set.patches, to_input), batch, pad=pad)
                 f_ref, f_dis = pair_set.pairs(features)
                 inputs = _Inputs(pair_set, np.ascontiguousarray(f_ref), np.ascontiguousarray(f_dis))
             else:
-                features = encode(m, to_input(inputs.pair_set.patches), batch, pad=pad)
+                features = encode(m, _converted(inputs.pair_set.patches, to_input), batch, pad=pad)
             q, w = score_pairs(m, inputs.f_ref, inputs.f_dis, batch, pad=pad)
             head = {"q": q, "w": w}
             predictions: list[Any] = []

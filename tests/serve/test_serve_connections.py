@@ -184,3 +184,71 @@ def test_health_answers_while_large_bodies_are_parsed(server: tuple[str, subproc
     print(f"/healthz during 3 large-body parses: {probes} probes, worst {worst * 1000:.0f} ms; statuses {statuses}")
     assert len(statuses) == 3 and all(s in (413, 422, 504) for s in statuses), statuses
     assert probes >= 3 and worst < 1.0
+
+
+class _Transport:
+    """A stand-in for an asyncio transport: records what is written and whether it was closed."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def test_a_connection_beyond_the_limit_and_the_probe_slots_all_busy_is_refused_with_503() -> None:
+    """The refusal path, unreachable from outside without racing health checks: ``max_connections`` connections in
+    requests, then the probe-only ones (PROBE_CONNECTIONS), all in requests too; the next connection gets a JSON 503
+    ``overloaded`` with Retry-After and is closed, and /metrics counts it."""
+    import asyncio
+    import types
+
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from sgjnd.serve.config import PROBE_CONNECTIONS, ServeLimits
+    from sgjnd.serve.metrics import Metrics
+    from sgjnd.serve.protocol import STATE_KEY, GuardedH11Protocol
+
+    async def app(scope: object, receive: object, send: object) -> None:  # never called: no request is made
+        raise AssertionError("no request reaches the app")
+
+    limits, metrics = ServeLimits(max_connections=2), Metrics()
+    service = types.SimpleNamespace(config=types.SimpleNamespace(limits=limits), metrics=metrics)
+    config, state, loop = Config(app=app, lifespan="off"), ServerState(), asyncio.new_event_loop()
+    try:
+        opened = []
+        for _ in range(limits.max_connections + PROBE_CONNECTIONS):
+            protocol = GuardedH11Protocol(config, state, {STATE_KEY: service}, _loop=loop)
+            protocol.connection_made(_Transport())  # type: ignore[arg-type]
+            protocol._in_request = True  # busy: an upload or a health check in progress, so never evicted
+            opened.append(protocol)
+        assert all(not p.transport.is_closing() for p in opened)
+        assert metrics.connections_probe_only.value() == PROBE_CONNECTIONS
+        late = GuardedH11Protocol(config, state, {STATE_KEY: service}, _loop=loop)
+        transport = _Transport()
+        late.connection_made(transport)  # type: ignore[arg-type]
+        assert transport.closed and transport.written.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        head, _, body = transport.written.partition(b"\r\n\r\n")
+        assert b"x-error-code: overloaded" in head.lower() and b"retry-after: 1" in head.lower()
+        assert json.loads(body)["error"]["code"] == "overloaded"
+        assert metrics.connections_closed.value(reason="refused") == 1
+        assert all(not p.transport.is_closing() for p in opened)  # nobody busy was evicted for it
+    finally:
+        loop.close()
