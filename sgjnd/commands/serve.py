@@ -47,6 +47,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     lim = parser.add_argument_group("limits")
     lim.add_argument("--max-body-bytes", type=int, default=limits.max_body_bytes, help="largest request body")
+    lim.add_argument("--max-body-memory", type=int, default=limits.max_body_memory,
+                     help="bytes of request bodies held in memory at once; a request beyond it waits, its body "
+                     "unread, within its --timeout (default: --workers x --max-body-bytes)")
     lim.add_argument("--workers", type=int, default=limits.workers, help="threads running requests")
     lim.add_argument("--queue", type=int, default=limits.queue, help="requests waiting beyond --workers (then 503)")
     lim.add_argument("--timeout", type=float, default=limits.timeout_s, help="seconds per request (then 504)")
@@ -94,6 +97,7 @@ def serve_config_from_args(args: argparse.Namespace) -> Any:
         max_delay_ms=args.max_delay_ms,
         limits=ServeLimits(
             max_body_bytes=args.max_body_bytes,
+            max_body_memory=args.max_body_memory,
             workers=args.workers,
             queue=args.queue,
             timeout_s=args.timeout,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -49,6 +50,7 @@ from sgjnd.serve.config import ServeConfig
 from sgjnd.serve.errors import ApiError, api_error, api_error_from
 from sgjnd.serve.limits import (
     Admission,
+    BodyBudget,
     check_bearer,
     check_content_length,
     check_pixels,
@@ -89,6 +91,7 @@ class Service:
         self.metrics = Metrics()
         limits = config.limits
         self.admission = Admission(limits.workers + limits.queue)
+        self.bodies = BodyBudget(limits.body_memory, on_change=self.metrics.body_bytes_held.set)
         self.predictor: JNDPredictor | None = None
         self._stack = contextlib.ExitStack()
         self._executor: ThreadPoolExecutor | None = None
@@ -173,11 +176,22 @@ class Service:
         executor = self._executor
         if executor is None or self.predictor is None:
             raise api_error("not_ready", "the model is not loaded yet (or the service is stopping); retry shortly")
-        deadline = time.monotonic() + self.config.limits.timeout_s
+        limits = self.config.limits
+        deadline = time.monotonic() + limits.timeout_s
         self.admission.enter()
         self.metrics.in_flight.add(1)
         submitted = False
+        reserved = 0
         try:
+            # The body is read only once its bytes fit in the body budget; until then it stays unread at the client.
+            declared = request.headers.get("content-length", "")
+            wanted = int(declared) if declared.isdigit() else limits.max_body_bytes  # _Guard checked it is in range
+            self.metrics.bodies_waiting.add(1)
+            try:
+                await _within(deadline, self.bodies.reserve(wanted), "waiting for memory to read the body into")
+            finally:
+                self.metrics.bodies_waiting.add(-1)
+            reserved = wanted
             # Only the streaming of the body runs on the event loop; joining it, parsing a multipart form, reading
             # the image header and all the work run on the pool, so the loop (and /healthz) never waits on them.
             chunks = await _within(deadline, read_body(request), "reading the request body")
@@ -197,7 +211,7 @@ class Service:
                 future = executor.submit(job)
             except RuntimeError as exc:  # the pool was shut down meanwhile: the service is stopping
                 raise api_error("not_ready", "the service is stopping; retry on another instance") from exc
-            future.add_done_callback(self._release)
+            future.add_done_callback(functools.partial(self._release, body_bytes=reserved))
             submitted = True
             return await _within(deadline, asyncio.wrap_future(future), "predicting")
         except ApiError:
@@ -213,9 +227,12 @@ class Service:
             ) from exc
         finally:
             if not submitted:
-                self._release(None)
+                self._release(None, body_bytes=reserved)
 
-    def _release(self, _: Future[Any] | None) -> None:
+    def _release(self, _: Future[Any] | None, *, body_bytes: int) -> None:
+        """The request's work has finished (or never started): its admission and its body's bytes are free."""
+        if body_bytes:
+            self.bodies.release(body_bytes)
         self.admission.leave()
         self.metrics.in_flight.add(-1)
 

@@ -37,6 +37,10 @@ class ServeLimits:
             idle longest (no request in progress: waiting for a first request, a slow head or keep-alive); when
             none is idle, :data:`PROBE_CONNECTIONS` more are taken for ``/healthz`` and ``/readyz`` only (other
             paths get 503 ``overloaded``), and beyond those a connection is refused with 503 ``overloaded``.
+        max_body_memory: bytes of request bodies held in memory at once (None: ``workers × max_body_bytes``). A
+            request reserves its declared size before reading its body, and waits unread (within its deadline)
+            while the budget is spent, so queued requests do not hold their bodies: without it, ``workers + queue``
+            bodies of up to ``max_body_bytes`` each could be in memory (2.3 GB at the defaults).
     """
 
     max_body_bytes: int = 32 << 20
@@ -46,12 +50,21 @@ class ServeLimits:
     header_timeout_s: float = 10.0
     keep_alive_s: float = 5.0
     max_connections: int = 256
+    max_body_memory: int | None = None
+
+    @property
+    def body_memory(self) -> int:
+        """The effective body budget in bytes."""
+        return self.max_body_memory if self.max_body_memory is not None else self.workers * self.max_body_bytes
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "workers", "max_connections"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
+        memory = self.max_body_memory
+        if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int) or memory < 1):
+            raise UsageError(f"max_body_memory must be a positive number of bytes or None, got {memory!r}")
         if isinstance(self.queue, bool) or not isinstance(self.queue, int) or self.queue < 0:
             raise UsageError(f"queue must be an integer >= 0, got {self.queue!r}")
         for name, flag in (

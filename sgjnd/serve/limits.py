@@ -7,11 +7,13 @@ Each check raises :class:`~sgjnd.serve.errors.ApiError` with the status and stab
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.types import Message, Receive
@@ -147,6 +149,93 @@ class Admission:
         """Release one admitted request (when its work has really finished, not when it timed out)."""
         with self._lock:
             self._count -= 1
+
+
+class BodyBudget:
+    """Bytes of request bodies held in memory at once, across requests, on the event loop.
+
+    A request reserves its declared size (``Content-Length``, else the body limit) before its body is read; when the
+    budget is spent it waits, without reading its body (TCP keeps the rest at the client), until earlier requests
+    release theirs, first come first served; its deadline still runs. A request larger than the whole budget is
+    admitted when nothing else is held, so it is delayed, never refused. Reservations are released when the request's
+    work has finished (:meth:`release` may be called from any thread).
+
+    Args:
+        limit: the budget in bytes.
+        on_change: called with the bytes held after each change (on the event loop), e.g. to set a gauge.
+    """
+
+    def __init__(self, limit: int, on_change: Callable[[int], None] | None = None) -> None:
+        self.limit = limit
+        self.held = 0
+        self._on_change = on_change
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for their reservation."""
+        return sum(1 for _, f in self._waiters if not f.done())
+
+    async def reserve(self, nbytes: int) -> None:
+        """Wait until ``nbytes`` fit in the budget (in arrival order), then hold them."""
+        self._loop = asyncio.get_running_loop()
+        if not self._waiters and self._fits(nbytes):
+            self.held += nbytes
+            self._changed()
+            return
+        future: asyncio.Future[None] = self._loop.create_future()
+        entry = (nbytes, future)
+        self._waiters.append(entry)
+        try:
+            await future
+        except BaseException:  # cancelled (deadline, disconnect): give back what was granted meanwhile
+            if future.done() and not future.cancelled():
+                self._release_now(nbytes)
+            elif entry in self._waiters:
+                self._waiters.remove(entry)
+                self._wake()
+            raise
+
+    def release(self, nbytes: int) -> None:
+        """Give ``nbytes`` back; safe from worker threads."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self.held -= nbytes
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._release_now(nbytes)
+        else:
+            loop.call_soon_threadsafe(self._release_now, nbytes)
+
+    def _fits(self, nbytes: int) -> bool:
+        return self.held + nbytes <= self.limit or self.held == 0
+
+    def _release_now(self, nbytes: int) -> None:
+        self.held -= nbytes
+        self._wake()
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self.held)
+
+    def _wake(self) -> None:
+        while self._waiters:
+            nbytes, future = self._waiters[0]
+            if future.done():  # cancelled while waiting
+                self._waiters.popleft()
+                continue
+            if not self._fits(nbytes):
+                return
+            self._waiters.popleft()
+            self.held += nbytes
+            future.set_result(None)
+            self._changed()
 
 
 MAX_MULTIPART_PARTS = 16

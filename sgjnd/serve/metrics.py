@@ -159,6 +159,12 @@ class Metrics:
         )
         self.in_flight = Gauge("sgjnd_requests_in_flight", "Requests admitted and not yet finished.")
         self.ready = Gauge("sgjnd_model_ready", "1 when the model is loaded and the service takes requests.")
+        self.bodies_waiting = Gauge(
+            "sgjnd_bodies_waiting", "Admitted requests waiting for the body budget before reading their body."
+        )
+        self.body_bytes_held = Gauge(
+            "sgjnd_body_bytes_reserved", "Bytes of request bodies reserved in memory now (--max-body-memory)."
+        )
         self.connections_opened = Counter("sgjnd_connections_opened_total", "TCP connections accepted.", ())
         self.connections_open = Gauge("sgjnd_connections_open", "TCP connections open now.")
         self.connections_closed = Counter(
@@ -191,7 +197,8 @@ class Metrics:
         """The exposition text."""
         families = (
             self.requests, self.errors, self.latency, self.batch_rows, self.batch_calls, self.inference,
-            self.in_flight, self.ready, self.connections_opened, self.connections_open, self.connections_closed,
+            self.in_flight, self.ready, self.bodies_waiting, self.body_bytes_held, self.connections_opened,
+            self.connections_open, self.connections_closed,
             self.connections_probe_only,
         )  # fmt: skip
         return "\n".join(line for family in families for line in family.render()) + "\n"
