@@ -371,3 +371,30 @@ def test_other_outputs_refuse_a_file_not_ours(
     assert str(victim) in line and "not a" in line and "left unchanged" in line, line
     assert victim.read_bytes() == before
     assert not list(tiny_onnx_dir.glob(".calibrate-*"))  # nothing was started in the model directory
+
+
+def test_artifacts_not_ours_are_never_overwritten(tiny_checkpoint: Path, tiny_onnx_dir: Path, tmp_path: Path) -> None:
+    """export, calibrate and build refuse (before any work) to replace a graph, engine or sidecar sgjnd did not
+    write under an artifact's name: a user's encoder.onnx stays byte for byte."""
+    import shutil
+
+    from sgjnd.calibration.pipeline import CalibrateConfig, calibrate_model
+    from sgjnd.export.onnx import onnx_from_checkpoint
+    from sgjnd.runtime.modeldir import check_artifacts_ours
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "encoder.onnx").write_bytes(b"someone's own graph")
+    with pytest.raises(UsageError, match="holds encoder.onnx, which this command writes, but sgjnd did not write it"):
+        onnx_from_checkpoint(tiny_checkpoint, folder)
+    assert (folder / "encoder.onnx").read_bytes() == b"someone's own graph" and len(list(folder.iterdir())) == 1
+
+    model_dir = Path(shutil.copytree(tiny_onnx_dir, tmp_path / "exported"))
+    (model_dir / "encoder.fp16.onnx.json").write_text("not a sidecar")
+    with pytest.raises(UsageError, match="encoder.fp16.onnx.json"):
+        calibrate_model(model_dir, config=CalibrateConfig(precision="fp16", report=False, progress=False))
+    assert (model_dir / "encoder.fp16.onnx.json").read_text() == "not a sidecar"
+    # our own earlier export and its sidecars may be replaced, as before
+    check_artifacts_ours([model_dir / "encoder.onnx", model_dir / "head.onnx"])
+    again = onnx_from_checkpoint(tiny_checkpoint, model_dir)
+    assert again.files["encoder"] == model_dir / "encoder.onnx"

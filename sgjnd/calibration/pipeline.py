@@ -67,7 +67,7 @@ from sgjnd.calibration.report import CalibrationReport, accuracy_report
 from sgjnd.calibration.sensitivity import format_noise, noise_summary, tensor_noise
 from sgjnd.errors import CalibrationError, UsageError
 from sgjnd.fileio import check_output_file, sha256_bytes, sha256_file, write_atomic
-from sgjnd.runtime.modeldir import artifact_name, artifact_path, require_model_dir
+from sgjnd.runtime.modeldir import artifact_name, artifact_path, check_artifacts_ours, require_model_dir
 from sgjnd.spec import ArtifactInfo, GraphName, ModelSpec, Sidecar, read_sidecar, sidecar_path, write_sidecar
 
 log = logging.getLogger(__name__)
@@ -252,6 +252,8 @@ def calibrate_model(
     start = time.perf_counter()
     config = config or CalibrateConfig()
     fp32 = Fp32Graphs.read(model_dir)
+    if config.precision != "bf16":  # bf16 writes no graph (it is a way of running the fp32 ones)
+        check_artifacts_ours([artifact_path(fp32.model_dir, g, p) for p in config.precisions for g in _GRAPHS])
     if config.save_patches is not None:  # before any work: a refused output costs nothing and is left intact
         check_output_file(config.save_patches, what="calibration patch file (.npz)", ours=CalibrationSet.is_ours)
     chosen = _resolve_images(images, holdout, config)

@@ -33,7 +33,7 @@ import sgjnd
 from sgjnd.compare.tensors import OutputComparison, Tolerance, compare_outputs, format_comparisons, tolerances_for
 from sgjnd.errors import ExportError, SgjndError, UsageError
 from sgjnd.fileio import atomic_output, sha256_bytes
-from sgjnd.runtime.modeldir import artifact_path
+from sgjnd.runtime.modeldir import artifact_path, check_artifacts_ours
 from sgjnd.spec import (
     BATCH,
     ArtifactInfo,
@@ -174,6 +174,7 @@ def onnx_from_checkpoint(
     start = time.perf_counter()
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     _check_args(out_dir, opset, max_batch, exporter, encoder_input)
+    check_artifacts_ours([artifact_path(out_dir, g) for g in ("encoder", "head")], what="model directory (-o)")
     hint = f"sgjnd export {checkpoint} -o {out_dir}"
     network = load_checkpoint(checkpoint)
     source = read_sidecar(checkpoint, verify_hash=False)  # load_checkpoint verified the hash and the embedded spec

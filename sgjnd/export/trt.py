@@ -66,7 +66,7 @@ from sgjnd.runtime.backends.trt import (
     require_tensorrt,
     trt_module,
 )
-from sgjnd.runtime.modeldir import artifact_path, require_model_dir
+from sgjnd.runtime.modeldir import artifact_path, check_artifacts_ours, require_model_dir
 from sgjnd.spec import ArtifactInfo, GraphName, GraphSpec, Sidecar, read_sidecar, write_sidecar
 
 if TYPE_CHECKING:
@@ -362,6 +362,7 @@ def engine_from_onnx(
     graph = sidecar.model.graph(sidecar.artifact.graph)
     ext = config.product.engine_ext
     out = Path(out) if out is not None else artifact_path(onnx_path.parent, graph.name, config.precision, ext)
+    check_artifacts_ours([out], what="engine output")
     if config.product.builds_without_gpu:  # ahead of time: no CUDA bindings, driver or GPU needed
         return _build(onnx_path, out, sidecar, graph, config, None, None, calibration)
     api = cuda.load_cuda()

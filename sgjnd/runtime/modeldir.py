@@ -9,11 +9,13 @@ Runtime CPU flavour, U8S8 QDQ) and ``encoder.fp16.onnx``; ``sgjnd build`` writes
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 from sgjnd.errors import SpecError, UsageError
-from sgjnd.spec import GraphName
+from sgjnd.fileio import OursTest, check_output_files, is_json_object_file
+from sgjnd.spec import GraphName, sidecar_path
 
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "int8-ort")
 """Precisions a model directory can hold; ``int8`` is the TensorRT QDQ flavour, ``int8-ort`` the U8S8 CPU one."""
@@ -66,3 +68,26 @@ def available_precisions(model_dir: Path, ext: Extension = "onnx") -> list[str]:
         for p in PRECISIONS
         if artifact_path(model_dir, "encoder", p, ext).is_file() and artifact_path(model_dir, "head", p, ext).is_file()
     ]
+
+
+def check_artifacts_ours(paths: Iterable[Path], *, what: str = "model directory") -> None:
+    """Refuse to replace, under an artifact's name, a file sgjnd did not write: a graph or engine is ours when its
+    sidecar is a sidecar (a JSON object with ``model`` and ``artifact``), a sidecar when it is one. Checked before
+    any work by export, calibration and engine builds, so that a user's ``encoder.onnx`` is never overwritten.
+
+    Raises:
+        UsageError: naming the files, left as they are.
+    """
+    def is_sidecar(path: Path) -> bool:
+        return is_json_object_file(path, ("model", "artifact"))
+
+    def has_sidecar(path: Path) -> bool:
+        return sidecar_path(path).is_file() and is_sidecar(sidecar_path(path))
+
+    by_folder: dict[Path, dict[str, OursTest]] = {}
+    for path in map(Path, paths):
+        tests = by_folder.setdefault(path.parent, {})
+        tests[path.name] = has_sidecar
+        tests[sidecar_path(path).name] = is_sidecar
+    for folder, tests in by_folder.items():
+        check_output_files(folder, tests, what=what)
