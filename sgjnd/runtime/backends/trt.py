@@ -687,7 +687,9 @@ class TrtBackend(Backend):
             bound.append(out)
             self._set_address(spec.name, out.data_ptr())
         if device.type == "cuda":
-            ours = torch.cuda.ExternalStream(stream.handle, device=device)
+            # torch >= 2.7 wraps a foreign stream with get_stream_from_external (ExternalStream is its older name)
+            wrap = getattr(torch.cuda, "get_stream_from_external", None)
+            ours = wrap(stream.handle, device) if wrap else torch.cuda.ExternalStream(stream.handle, device=device)
             ours.wait_stream(torch.cuda.current_stream(device))
             if not context.execute_async_v3(stream.handle):
                 raise BackendError(f"TensorRT execution of {self.artifact.name} failed{self._capture.summary()}")
