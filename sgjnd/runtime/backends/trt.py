@@ -597,32 +597,15 @@ class TrtBackend(Backend):
         """Hook: runs before the context and engine are released (TensorRT-RTX saves its runtime cache)."""
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if TYPE_CHECKING:
-            import tensorrt as trt
-        else:
-            trt = trt_module(self.product)
-
-        context, stream, api = self._context, self._stream, self._api
-        if context is None or stream is None or api is None:
-            raise BackendError(f"{self.artifact} is not loaded")
-        api.set_device(self._device)  # this thread may not be the one that loaded the engine
+        context, stream, api = self._ready()
         n = int(next(iter(feeds.values())).shape[0])
         for spec in (*self.graph.inputs, *self.graph.outputs):  # infer_device may have pointed them elsewhere
             self._set_address(spec.name, self._device_buffers[spec.name].ptr)
+        self._set_shapes(n)
         for spec in self.graph.inputs:
             host = self._host[spec.name][:n]
             np.copyto(host, feeds[spec.name], casting="same_kind")  # float32 -> float16 where the engine wants it
-            shape = batch_shape(spec, n)
-            if not context.set_input_shape(spec.name, trt.Dims(list(shape))):
-                raise BackendError(
-                    f"TensorRT rejected input {spec.name!r} of shape {shape}: the engine profile is "
-                    f"{self._engine_record().profile}{self._capture.summary()}"
-                )
             api.memcpy_htod_async(self._device_buffers[spec.name].ptr, host, stream.handle)
-        for spec in self.graph.outputs:
-            got = dims_tuple(context.get_tensor_shape(spec.name))
-            if got != batch_shape(spec, n):
-                raise BackendError(f"engine output {spec.name!r} has shape {got}, expected {batch_shape(spec, n)}")
         if not context.execute_async_v3(stream.handle):
             raise BackendError(f"TensorRT execution of {self.artifact.name} failed{self._capture.summary()}")
         for spec in self.graph.outputs:
@@ -630,6 +613,35 @@ class TrtBackend(Backend):
         stream.synchronize()
         # Copies: the pinned buffers are overwritten by the next call.
         return {s.name: self._host[s.name][:n].astype(np.dtype(s.dtype), copy=True) for s in self.graph.outputs}
+
+    def _ready(self) -> tuple[trt.IExecutionContext, cuda.Stream, cuda.CudaApi]:
+        """The loaded context, stream and CUDA API, with this thread on the engine's device."""
+        context, stream, api = self._context, self._stream, self._api
+        if context is None or stream is None or api is None:
+            raise BackendError(f"{self.artifact} is not loaded")
+        api.set_device(self._device)  # this thread may not be the one that loaded the engine
+        return context, stream, api
+
+    def _set_shapes(self, n: int) -> None:
+        """Set every input's shape for a batch of ``n`` and check the output shapes the engine infers from them."""
+        if TYPE_CHECKING:
+            import tensorrt as trt
+        else:
+            trt = trt_module(self.product)
+        context = self._context
+        if context is None:
+            raise BackendError(f"{self.artifact} is not loaded")
+        for spec in self.graph.inputs:
+            shape = batch_shape(spec, n)
+            if not context.set_input_shape(spec.name, trt.Dims(list(shape))):
+                raise BackendError(
+                    f"TensorRT rejected input {spec.name!r} of shape {shape}: the engine profile is "
+                    f"{self._engine_record().profile}{self._capture.summary()}"
+                )
+        for spec in self.graph.outputs:
+            got = dims_tuple(context.get_tensor_shape(spec.name))
+            if got != batch_shape(spec, n):
+                raise BackendError(f"engine output {spec.name!r} has shape {got}, expected {batch_shape(spec, n)}")
 
     def _set_address(self, name: str, ptr: int) -> None:
         if self._context is None or not self._context.set_tensor_address(name, ptr):
@@ -655,50 +667,33 @@ class TrtBackend(Backend):
         """
         import torch
 
-        if TYPE_CHECKING:
-            import tensorrt as trt
-        else:
-            trt = trt_module(self.product)
-        context, stream, api = self._context, self._stream, self._api
-        if context is None or stream is None or api is None:
-            raise BackendError(f"{self.artifact} is not loaded")
-        api.set_device(self._device)
+        context, stream, _ = self._ready()
         n = int(next(iter(feeds.values())).shape[0])
         device = next(iter(feeds.values())).device
         bound: list[torch.Tensor] = []
         for spec in self.graph.inputs:
             tensor = feeds[spec.name].to(_torch_dtype(torch, self._dtypes[spec.name])).contiguous()
             bound.append(tensor)
-            shape = batch_shape(spec, n)
-            if not context.set_input_shape(spec.name, trt.Dims(list(shape))):
-                raise BackendError(
-                    f"TensorRT rejected input {spec.name!r} of shape {shape}: the engine profile is "
-                    f"{self._engine_record().profile}{self._capture.summary()}"
-                )
             self._set_address(spec.name, tensor.data_ptr())
+        self._set_shapes(n)
         outputs: dict[str, torch.Tensor] = {}
         for spec in self.graph.outputs:
-            shape = batch_shape(spec, n)
-            got = dims_tuple(context.get_tensor_shape(spec.name))
-            if got != shape:
-                raise BackendError(f"engine output {spec.name!r} has shape {got}, expected {shape}")
-            out = outputs[spec.name] = torch.empty(shape, dtype=_torch_dtype(torch, self._dtypes[spec.name]),
-                                                   device=device)
+            out = outputs[spec.name] = torch.empty(batch_shape(spec, n), device=device,
+                                                   dtype=_torch_dtype(torch, self._dtypes[spec.name]))
             bound.append(out)
             self._set_address(spec.name, out.data_ptr())
+        ours = None
         if device.type == "cuda":
             # torch >= 2.7 wraps a foreign stream with get_stream_from_external (ExternalStream is its older name)
             wrap = getattr(torch.cuda, "get_stream_from_external", None)
             ours = wrap(stream.handle, device) if wrap else torch.cuda.ExternalStream(stream.handle, device=device)
             ours.wait_stream(torch.cuda.current_stream(device))
-            if not context.execute_async_v3(stream.handle):
-                raise BackendError(f"TensorRT execution of {self.artifact.name} failed{self._capture.summary()}")
+        if not context.execute_async_v3(stream.handle):
+            raise BackendError(f"TensorRT execution of {self.artifact.name} failed{self._capture.summary()}")
+        if ours is not None:
             for tensor in bound:
                 tensor.record_stream(ours)
             torch.cuda.current_stream(device).wait_stream(ours)
         else:
-            if not context.execute_async_v3(stream.handle):
-                raise BackendError(f"TensorRT execution of {self.artifact.name} failed{self._capture.summary()}")
             stream.synchronize()
         return {name: out.float() for name, out in outputs.items()}  # float16 engine outputs, as infer() gives
-
