@@ -385,13 +385,13 @@ def test_artifacts_not_ours_are_never_overwritten(tiny_checkpoint: Path, tiny_on
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "encoder.onnx").write_bytes(b"someone's own graph")
-    with pytest.raises(UsageError, match="holds encoder.onnx, which this command writes, but sgjnd did not write it"):
+    with pytest.raises(UsageError, match=r"holds encoder\.onnx, which this command writes, but sgjnd did not write it"):
         onnx_from_checkpoint(tiny_checkpoint, folder)
     assert (folder / "encoder.onnx").read_bytes() == b"someone's own graph" and len(list(folder.iterdir())) == 1
 
     model_dir = Path(shutil.copytree(tiny_onnx_dir, tmp_path / "exported"))
     (model_dir / "encoder.fp16.onnx.json").write_text("not a sidecar")
-    with pytest.raises(UsageError, match="encoder.fp16.onnx.json"):
+    with pytest.raises(UsageError, match=r"encoder\.fp16\.onnx\.json"):
         calibrate_model(model_dir, config=CalibrateConfig(precision="fp16", report=False, progress=False))
     assert (model_dir / "encoder.fp16.onnx.json").read_text() == "not a sidecar"
     # our own earlier export and its sidecars may be replaced, as before

@@ -13,7 +13,7 @@ from sgjnd.runtime.backends.base import ModelBackends
 from sgjnd.runtime.backends.ort import DEFAULT_PROVIDERS
 from sgjnd.runtime.backends.registry import list_backends
 from sgjnd.runtime.modeldir import RUN_PRECISIONS
-from sgjnd.runtime.predictor import JPEG_TRIALS, PredictConfig
+from sgjnd.runtime.predictor import JPEG_TRIALS, ROUNDS, PredictConfig
 from sgjnd.runtime.search import STRATEGIES, SearchConfig
 from sgjnd.runtime.source import AUTO, ModelSource, open_source
 
@@ -125,8 +125,14 @@ def add_predict_args(parser: argparse.ArgumentParser) -> None:
         choices=JPEG_TRIALS,
         default=_PREDICT_DEFAULTS.jpeg,
         help="how JPEG trials are made (same pixels every way): opencv (libjpeg on the CPU), exact (the integer "
-        "array pipeline; with the rounds on the device where both graphs run on torch tensors), auto (exact on a "
-        "CUDA encoder, else opencv)",
+        "array pipeline: on the encoder's CUDA device, else numpy), auto (exact on a CUDA encoder, else opencv)",
+    )
+    group.add_argument(
+        "--rounds",
+        choices=ROUNDS,
+        default=_PREDICT_DEFAULTS.rounds,
+        help="where a search round runs: auto (on the GPU where both graphs take tensors on one CUDA device, else "
+        "the host), host, or device (forced, a CPU included: for tests)",
     )
 
 
@@ -147,6 +153,7 @@ def predict_config_from_args(args: argparse.Namespace) -> PredictConfig:
         batch_size=args.batch_size,
         max_pixels=args.max_pixels,
         jpeg=getattr(args, "jpeg", _PREDICT_DEFAULTS.jpeg),
+        rounds=getattr(args, "rounds", _PREDICT_DEFAULTS.rounds),
     )
 
 

@@ -36,6 +36,10 @@ JpegTrials = Literal["auto", "opencv", "exact"]
 JPEG_TRIALS: tuple[str, ...] = ("auto", "opencv", "exact")
 """The values of :attr:`PredictConfig.jpeg`."""
 
+Rounds = Literal["auto", "host", "device"]
+ROUNDS: tuple[str, ...] = ("auto", "host", "device")
+"""The values of :attr:`PredictConfig.rounds`."""
+
 STAGES = ("decode", "patches", "jpeg", "inference", "search", "report")
 """Stages timed per image, in pipeline order."""
 
@@ -59,6 +63,10 @@ class PredictConfig:
             whole round there; else numpy), or ``auto``: ``exact`` where the encoder runs on tensors on a CUDA device
             (PyTorch CUDA, and TensorRT or ONNX Runtime CUDA with torch installed), else ``opencv``.
         prefetch_jpeg: with OpenCV trials, make the next QF's trials on a worker thread while the encoder runs.
+        rounds: where a search round runs (:mod:`sgjnd.runtime.device_rounds`): ``auto`` on the GPU where both graphs
+            take tensors on one CUDA device and the trials are exact, else on the host; ``host``; or ``device``,
+            forced, on the device where both graphs take tensors, a CPU included (slower than the host there: for
+            tests and debugging).
     """
 
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -70,10 +78,13 @@ class PredictConfig:
     jpeg_margin: int = 16
     jpeg: JpegTrials = "auto"
     prefetch_jpeg: bool = True
+    rounds: Rounds = "auto"
 
     def __post_init__(self) -> None:
         if self.jpeg not in JPEG_TRIALS:
             raise UsageError(f"jpeg trials must be one of {', '.join(JPEG_TRIALS)}, got {self.jpeg!r}")
+        if self.rounds not in ROUNDS:
+            raise UsageError(f"rounds must be one of {', '.join(ROUNDS)}, got {self.rounds!r}")
         _check_count("batch size", self.batch_size, "a whole number, or None for the backend's preferred size")
         _check_count("max patches", self.max_patches, "a whole number, or None for all")
         _check_count("stride", self.stride, "whole pixels, or None for the patch size")
@@ -177,18 +188,33 @@ class _Timer:
             self.ms[name] += (time.perf_counter() - start) * 1e3
 
 
-def jpeg_trials_for(models: ModelBackends, choice: str) -> tuple[Trials, str | None]:
+def jpeg_trials_for(models: ModelBackends, choice: str, rounds: str = "auto") -> tuple[Trials, str | None]:
     """(trials, device) for :class:`~sgjnd.runtime.pairs.PairMaker`: ``choice`` with ``auto`` decided.
 
     ``auto`` picks the exact pipeline on the encoder's CUDA device when it runs on tensors there, else OpenCV;
-    ``exact`` runs on the device where both graphs run on tensors (a CPU one included), else on numpy.
+    ``exact`` runs on that CUDA device, else on numpy (torch's CPU kernels are slower than numpy's for it: measured
+    3x). With ``rounds="device"`` the trials are made on the device where both graphs take tensors, a CPU included.
+
+    Raises:
+        UsageError: ``rounds="device"`` where the graphs do not take tensors on one device, or with OpenCV trials.
     """
     encoder = tensor_device_of(models.encoder)
     on_cuda = encoder is not None and encoder.startswith("cuda")
+    if rounds == "device":
+        shared = shared_tensor_device(models)
+        if shared is None:
+            raise UsageError(
+                f"rounds='device' needs both graphs to take torch tensors on one device; {models.encoder.description}"
+                f" and {models.head.description} do not (PyTorch does; TensorRT and ONNX Runtime CUDA/CPU do where "
+                "torch is installed): use rounds='host' or 'auto'"
+            )
+        if choice == "opencv":
+            raise UsageError("rounds='device' makes its JPEG trials with the exact pipeline on the device: use "
+                             "jpeg='exact' or 'auto' with it, not 'opencv'")
+        return "exact", shared
     if choice == "opencv" or (choice == "auto" and not on_cuda):
         return "opencv", None
-    shared = shared_tensor_device(models)
-    return "exact", shared if shared is not None else (encoder if on_cuda else None)
+    return "exact", encoder if on_cuda else None
 
 
 class JNDPredictor:
@@ -203,7 +229,7 @@ class JNDPredictor:
         self.models = models
         self.config = config or PredictConfig()
         self.spec = models.model
-        trials, device = jpeg_trials_for(models, self.config.jpeg)
+        trials, device = jpeg_trials_for(models, self.config.jpeg, self.config.rounds)
         self.pairs = PairMaker(
             self.spec, margin=self.config.jpeg_margin, trials=trials, device=device, prefetch=self.config.prefetch_jpeg
         )
@@ -212,7 +238,10 @@ class JNDPredictor:
         s = self.spec.patch_size
         self._patch_bytes = 3 * s * s * (1 if self.spec.encoder_input == "uint8" else 4)  # one encoder input row
         self.device_rounds: DeviceRounds | None = None
-        if trials == "exact" and device is not None and device == shared_tensor_device(models):
+        on_device = self.config.rounds == "device" or (
+            self.config.rounds == "auto" and str(device).startswith("cuda") and device == shared_tensor_device(models)
+        )
+        if trials == "exact" and device is not None and on_device:
             self.device_rounds = DeviceRounds(models, self.pairs, device, self.batch_size,
                                               pad=self.config.pad_last_batch)
 

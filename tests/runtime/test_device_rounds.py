@@ -22,6 +22,7 @@ pytest.importorskip("onnxruntime")
 from runtime.test_backend_contract import FAKE_TRT, write_fake_engines  # noqa: E402
 from runtime.test_trt_backend import FakeCudaApi  # noqa: E402
 
+from sgjnd.errors import UsageError  # noqa: E402
 from sgjnd.runtime import cuda  # noqa: E402
 from sgjnd.runtime.backends.base import ModelBackends  # noqa: E402
 from sgjnd.runtime.backends.registry import open_model  # noqa: E402
@@ -65,7 +66,7 @@ def test_device_rounds_give_the_host_paths_scores(
 ) -> None:
     search = SearchConfig(strategy=strategy)  # type: ignore[arg-type]
     host = JNDPredictor(models, PredictConfig(search=search, max_patches=3, jpeg="opencv", pad_last_batch=pad))
-    device = JNDPredictor(models, PredictConfig(search=search, max_patches=3, jpeg="exact", pad_last_batch=pad))
+    device = JNDPredictor(models, PredictConfig(search=search, max_patches=3, rounds="device", pad_last_batch=pad))
     assert host.device_rounds is None and device.device_rounds is not None and device.device_rounds.device == "cpu"
     for photo in photos[:2]:
         decoded = decode_image(photo)
@@ -80,11 +81,18 @@ def test_device_rounds_give_the_host_paths_scores(
         assert got.host_input_bytes == decoded.bgr.nbytes  # (these photos need no padding)
 
 
-def test_auto_keeps_opencv_on_a_cpu_and_exact_uses_the_shared_device(models: ModelBackends) -> None:
+def test_on_a_cpu_rounds_stay_on_the_host_unless_forced(models: ModelBackends) -> None:
     assert jpeg_trials_for(models, "auto") == ("opencv", None)  # the array pipeline is slower than libjpeg on a CPU
     assert jpeg_trials_for(models, "opencv") == ("opencv", None)
     assert shared_tensor_device(models) == "cpu"
-    assert jpeg_trials_for(models, "exact") == ("exact", "cpu")
+    assert jpeg_trials_for(models, "exact") == ("exact", None)  # numpy: torch's CPU kernels are slower for it
+    assert jpeg_trials_for(models, "auto", "device") == ("exact", "cpu")
+    assert JNDPredictor(models, PredictConfig(jpeg="exact")).device_rounds is None
+    assert JNDPredictor(models, PredictConfig(rounds="device")).device_rounds is not None
+    with pytest.raises(UsageError, match="not 'opencv'"):
+        JNDPredictor(models, PredictConfig(jpeg="opencv", rounds="device"))
+    with pytest.raises(UsageError, match="rounds must be one of"):
+        PredictConfig(rounds="gpu")  # type: ignore[arg-type]
 
 
 def test_a_backend_without_device_tensors_keeps_the_host_path(tiny_onnx_dir: Path, photos: list[Path]) -> None:
@@ -92,6 +100,8 @@ def test_a_backend_without_device_tensors_keeps_the_host_path(tiny_onnx_dir: Pat
     with open_model("openvino", tiny_onnx_dir, threads=1) as models:
         assert shared_tensor_device(models) is None
         assert jpeg_trials_for(models, "exact") == ("exact", None)  # numpy trials, host rounds
+        with pytest.raises(UsageError, match="needs both graphs to take torch tensors on one device"):
+            JNDPredictor(models, PredictConfig(rounds="device"))
         predictor = JNDPredictor(models, PredictConfig(max_patches=2, jpeg="exact"))
         assert predictor.device_rounds is None
         host = JNDPredictor(models, PredictConfig(max_patches=2, jpeg="opencv"))
@@ -120,6 +130,7 @@ class _Runner:
         ("cuda", "cuda:0", "auto", ("exact", "cuda")),  # torch's "cuda" is device 0
         ("cuda:0", "cuda:1", "exact", ("exact", "cuda:0")),
         ("cpu", "cpu", "auto", ("opencv", None)),
+        ("cpu", "cpu", "exact", ("exact", None)),
         (None, None, "exact", ("exact", None)),
         ("cuda:0", "cuda:0", "opencv", ("opencv", None)),
     ],
