@@ -59,9 +59,9 @@ class PredictConfig:
         max_pixels: images with more pixels are refused from their header, before decoding.
         jpeg_margin: pixels of context around each patch in the exact-crop JPEG encode.
         jpeg: how JPEG trials are made (:mod:`sgjnd.runtime.pairs`; same pixels either way): ``opencv`` on the CPU,
-            ``exact`` (the integer array pipeline: on the device where both graphs run on torch tensors, with the
-            whole round there; else numpy), or ``auto``: ``exact`` where the encoder runs on tensors on a CUDA device
-            (PyTorch CUDA, and TensorRT or ONNX Runtime CUDA with torch installed), else ``opencv``.
+            ``exact`` (the integer array pipeline: on the encoder's CUDA device where it takes tensors there, else
+            numpy), or ``auto``: ``exact`` where the encoder runs on tensors on a CUDA device (PyTorch CUDA, and
+            TensorRT or ONNX Runtime CUDA with torch installed), else ``opencv``.
         prefetch_jpeg: with OpenCV trials, make the next QF's trials on a worker thread while the encoder runs.
         rounds: where a search round runs (:mod:`sgjnd.runtime.device_rounds`): ``auto`` on the GPU where both graphs
             take tensors on one CUDA device and the trials are exact, else on the host; ``host``; or ``device``,
