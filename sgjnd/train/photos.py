@@ -1,12 +1,20 @@
-"""Real photographs available offline for the demo checkpoint, minus the held-out demo photos.
+"""Real photographs available offline for the demo checkpoint, split by source into training and held-out photos.
 
 Nothing is downloaded: the photos come from installed packages (scikit-image, scikit-learn, matplotlib wheels) and
-Debian's ``libjxl-testdata`` (``apt-get install -y libjxl-testdata``). Photos whose package is missing are skipped
-and listed. The five demo photos of :func:`sgjnd.samples.sample_photos` are never collected: they are the held-out
-test set of the demo model. The big libjxl ``flower.png`` (2268×1512) contributes four crops named ``flower__cN``,
-one split group (see :data:`sgjnd.labels.proxy.GROUP_SEPARATOR`).
+Debian packages (``apt-get install -y libjxl-testdata plasma-workspace-wallpapers mate-backgrounds``: the
+photographs among their wallpapers, picked by eye from the artwork; each with its author and licence from the
+package's metadata or copyright file). Photos whose package is missing are skipped and listed.
 
-Run ``python -m sgjnd.train.photos DEST`` to write the training photos into ``DEST`` as PNG, or with
+**Held out by source** (:data:`HELD_OUT_PHOTOS`, 20 photos by 16 photographers): the five demo photos of
+:func:`sgjnd.samples.sample_photos`, the twelve photographs of ``mate-backgrounds`` and three of
+``plasma-workspace-wallpapers``. No photographer of a held-out photo has a photo in :data:`TRAINING_PHOTOS`, so a model
+is never selected or trained on another shot of a held-out scene or style (tested). Near-duplicates (the same
+picture in two packages or sizes) are caught by a difference hash when collecting. The big libjxl ``flower.png``
+(2268×1512) contributes four crops named ``flower__cN``, one split group (see
+:data:`sgjnd.labels.proxy.GROUP_SEPARATOR`).
+
+Run ``python -m sgjnd.train.photos DEST [--set heldout]`` to write the training (or held-out) photos into ``DEST``
+as PNG, or with
 ``--tile 320 --tile-stride 160`` overlapping 320×320 tiles of them (up to ``--max-tiles`` per photo, named
 ``<photo>__tRRR_CCC``): more labelled items, each with its own proxy JND, for the same photos.
 """
@@ -27,6 +35,12 @@ from sgjnd.fileio import write_atomic
 from sgjnd.samples import SAMPLE_PHOTOS
 
 LIBJXL_TESTDATA = Path("/usr/share/libjxl-testdata")
+DEBIAN_ROOTS: dict[str, Path] = {
+    "libjxl-testdata": LIBJXL_TESTDATA,
+    "plasma-workspace-wallpapers": Path("/usr/share/wallpapers"),
+    "mate-backgrounds": Path("/usr/share/backgrounds/mate"),
+}
+"""Where each Debian package that provides photos installs them."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,8 @@ class OfflinePhoto:
         path: the file, relative to that folder.
         licence: distribution terms as stated by the package.
         crops: (y, x, h, w) boxes; empty means the whole photo.
+        source: who took it (or the collection it comes from): the unit of the train / held-out split; empty
+            means the package.
     """
 
     name: str
@@ -46,6 +62,22 @@ class OfflinePhoto:
     path: str
     licence: str
     crops: tuple[tuple[int, int, int, int], ...] = ()
+    source: str = ""
+
+    @property
+    def origin(self) -> str:
+        """The split unit: :attr:`source`, else the package."""
+        return self.source or self.package
+
+
+def _plasma(name: str, author: str, licence: str = "LGPL-3", size: str = "2560x1600") -> OfflinePhoto:
+    return OfflinePhoto(name.lower(), "plasma-workspace-wallpapers", f"{name}/contents/images/{size}.jpg",
+                        f"{licence} ({author}; KDE, Debian plasma-workspace-wallpapers)", source=author)
+
+
+def _mate(name: str, author: str) -> OfflinePhoto:
+    return OfflinePhoto(f"mate_{name.lower()}", "mate-backgrounds", f"nature/{name}.jpg",
+                        f"GPL-2+ ({author}; Debian mate-backgrounds)", source=author)
 
 
 TRAINING_PHOTOS: tuple[OfflinePhoto, ...] = (
@@ -64,16 +96,49 @@ TRAINING_PHOTOS: tuple[OfflinePhoto, ...] = (
     OfflinePhoto("riaphotographs", "libjxl-testdata", "external/wesaturate/500px/tmshre_riaphotographs_srgb8.png",
                  "CC0"),
     OfflinePhoto("bliznaca", "libjxl-testdata", "external/wesaturate/500px/u76c0g_bliznaca_srgb8.png", "CC0"),
+    _plasma("ColdRipple", "Risto Saukonpää"),
+    _plasma("DarkestHour", "Risto Saukonpää"),
+    _plasma("Kite", "Risto Saukonpää"),
+    _plasma("OneStandsOut", "Risto Saukonpää"),
+    _plasma("Path", "Risto Saukonpää"),
+    _plasma("summer_1am", "Risto Saukonpää"),
+    _plasma("FallenLeaf", "Martin Klapetek"),
+    _plasma("Grey", "Sigi Sagi"),
+    _plasma("Volna", "Nikita Babin", "CC-BY-SA-4.0", "5120x2880"),
 )
-"""Training photos of the demo model. The held-out demo photos (``sgjnd.samples.SAMPLE_PHOTOS``) are not here."""
+"""Training photos of the demo model (training and validation are split from these by :attr:`OfflinePhoto.origin`
+groups at training time). No held-out photo, and no photographer of one, is here."""
+
+HELD_OUT_PHOTOS: tuple[OfflinePhoto, ...] = (
+    *(OfflinePhoto(Path(p.file).stem, "skimage", f"data/{p.file}", p.licence, source=p.source) for p in SAMPLE_PHOTOS),
+    _mate("Aqua", "Charles Barbin"),
+    _mate("Garden", "Charles Barbin"),
+    _mate("LadyBird", "Charles Barbin"),
+    _mate("TwoWings", "Charles Barbin"),
+    _mate("YellowFlower", "Charles Barbin"),
+    _mate("Blinds", "Lennart Poettering"),
+    _mate("Dune", "Marco Cogoni"),
+    _mate("FreshFlower", "Jens Ansorg"),
+    _mate("GreenMeadow", "Timothy Schellhase"),
+    _mate("RainDrops", "blackcombwhistler07"),
+    _mate("Storm", "Sergey Nazarov"),
+    _mate("Wood", "Jean-François Fortin Tam"),
+    _plasma("BytheWater", "Maciej Wiklo"),
+    _plasma("ColorfulCups", "Dmitri Popov"),
+    _plasma("EveningGlow", "Ian Hex"),
+)
+"""Photos never used for training, validation or model selection: the evaluation set of the demo model."""
 
 HELD_OUT: tuple[str, ...] = tuple(p.file for p in SAMPLE_PHOTOS)
+"""File names of the demo photos (also in :data:`HELD_OUT_PHOTOS`), refused by :func:`collect` for training."""
+
+PHOTO_SETS: dict[str, tuple[OfflinePhoto, ...]] = {"train": TRAINING_PHOTOS, "heldout": HELD_OUT_PHOTOS}
 
 
 def locate(photo: OfflinePhoto) -> Path | None:
     """The photo's file, or None when its package is not installed."""
-    if photo.package == "libjxl-testdata":
-        path = LIBJXL_TESTDATA / photo.path
+    if photo.package in DEBIAN_ROOTS:
+        path = DEBIAN_ROOTS[photo.package] / photo.path
     else:
         try:
             module = importlib.import_module(photo.package)
@@ -93,13 +158,31 @@ def tiles(image: np.ndarray, size: int, stride: int, cap: int) -> list[tuple[int
     return [(int(y), int(x)) for y, x in grid.coords.tolist()]
 
 
+def difference_hash(image: np.ndarray) -> int:
+    """A 64-bit difference hash of ``image`` (9x8 grayscale, left < right per pixel): close for the same picture at
+    other sizes or JPEG qualities, far for different pictures."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    small = cv2.resize(gray, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).ravel()
+    return int(sum(1 << i for i, bit in enumerate(bits) if bit))
+
+
+DUPLICATE_BITS = 3
+"""Hashes at most this many bits apart are the same picture (measured: three wallpapers at 1280x800 and as JPEG
+q30 differ from their 2560x1600 originals by 0-1 bits; the nearest two different photos of the corpus by 7)."""
+
+
 def collect(dest: Path, photos: Sequence[OfflinePhoto] = TRAINING_PHOTOS, *, tile: int | None = None,
-            tile_stride: int | None = None, max_tiles: int = 6) -> tuple[list[Path], list[str]]:
+            tile_stride: int | None = None, max_tiles: int = 6, heldout: bool = False) -> tuple[list[Path], list[str]]:
     """Write the available photos (and crops) as PNG into ``dest``.
+
+    A photo that is a near-duplicate of one already written (:func:`difference_hash`) is skipped and listed.
 
     Args:
         dest: folder to write into.
         photos: which photos.
+        heldout: the photos are the held-out set: the demo photos among them are written too (for training they
+            are refused).
         tile: instead of whole photos, write tile×tile crops of each (``<name>__tRRR_CCC.png``, same split group):
             more, smaller labelled items for the same photos.
         tile_stride: step between tiles (default: ``tile``).
@@ -110,8 +193,9 @@ def collect(dest: Path, photos: Sequence[OfflinePhoto] = TRAINING_PHOTOS, *, til
     """
     dest.mkdir(parents=True, exist_ok=True)
     written, missing = [], []
+    seen: dict[int, str] = {}
     for photo in photos:
-        if Path(photo.path).name in HELD_OUT:  # never let a held-out demo photo into training
+        if not heldout and Path(photo.path).name in HELD_OUT:  # never let a held-out demo photo into training
             continue
         path = locate(photo)
         if path is None:
@@ -121,6 +205,12 @@ def collect(dest: Path, photos: Sequence[OfflinePhoto] = TRAINING_PHOTOS, *, til
         if image is None:
             missing.append(f"{photo.name} (unreadable: {path})")
             continue
+        digest = difference_hash(image)
+        twin = next((name for h, name in seen.items() if bin(h ^ digest).count("1") <= DUPLICATE_BITS), None)
+        if twin is not None:
+            missing.append(f"{photo.name} (a near-duplicate of {twin}: skipped)")
+            continue
+        seen[digest] = photo.name
         boxes = photo.crops or ((0, 0, image.shape[0], image.shape[1]),)
         for i, (y, x, h, w) in enumerate(boxes):
             name = f"{photo.name}__c{i}" if photo.crops else photo.name
@@ -146,16 +236,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sgjnd.train.photos", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dest", type=Path, help="folder to write the PNG photos into")
+    parser.add_argument("--set", choices=tuple(PHOTO_SETS), default="train",
+                        help="train: the training photos; heldout: the held-out evaluation photos (by source)")
     parser.add_argument("--tile", type=int, default=None, help="write TILE x TILE crops instead of whole photos")
     parser.add_argument("--tile-stride", type=int, default=None, help="step between tiles (default: TILE)")
     parser.add_argument("--max-tiles", type=int, default=6, help="most tiles per photo, spread evenly")
     args = parser.parse_args(argv)
-    written, missing = collect(args.dest, tile=args.tile, tile_stride=args.tile_stride, max_tiles=args.max_tiles)
+    written, missing = collect(args.dest, PHOTO_SETS[args.set], tile=args.tile, tile_stride=args.tile_stride,
+                               max_tiles=args.max_tiles, heldout=args.set == "heldout")
     for path in written:
         print(path)
     for item in missing:
         print(f"missing: {item}", file=sys.stderr)
-    print(f"{len(written)} photo(s) in {args.dest}; held out: {', '.join(HELD_OUT)}", file=sys.stderr)
+    held_out = len(HELD_OUT_PHOTOS)
+    print(f"{len(written)} {args.set} photo(s) in {args.dest}; {held_out} photos are held out by source "
+          "(--set heldout)", file=sys.stderr)
     return 0 if written else 1
 
 
