@@ -4,12 +4,17 @@ Every caller (the predictor, compare, the benchmarks, calibration, export parity
 always fed the way the predictor feeds it: batches of the runner's preferred size (or the size asked for), never
 above its maximum, the last one optionally padded to full size by repeating its last row (for engines tuned to one
 shape; the padding rows' outputs are dropped).
+
+The same rule runs on numpy arrays through ``runner.infer`` and, with ``device=True``, on torch tensors through
+``runner.infer_device`` (:class:`~sgjnd.runtime.backends.base.DeviceRunner`: the predictor's device-resident rounds),
+so a round on a GPU is batched exactly as on the host.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import numpy as np
 
@@ -29,28 +34,83 @@ def batch_size_for(runner: Runner, requested: int | None = None) -> int:
     return min(size, limit) if limit else size
 
 
+class _NumpyRows:
+    """Row operations on numpy arrays, run through ``runner.infer``."""
+
+    @staticmethod
+    def concat(parts: Sequence[Any]) -> Any:
+        return np.concatenate(parts)
+
+    @staticmethod
+    def pad(v: Any, extra: int) -> Any:
+        return np.concatenate([v, np.repeat(v[-1:], extra, axis=0)])
+
+    @staticmethod
+    def contiguous(v: Any) -> Any:
+        return np.ascontiguousarray(v)
+
+    @staticmethod
+    def infer(runner: Runner, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        return {name: np.asarray(out) for name, out in runner.infer(feeds).items()}
+
+
+class _TensorRows:
+    """Row operations on torch tensors on a device, run through ``runner.infer_device``."""
+
+    @staticmethod
+    def concat(parts: Sequence[Any]) -> Any:
+        import torch
+
+        return torch.cat(list(parts))
+
+    @staticmethod
+    def pad(v: Any, extra: int) -> Any:
+        import torch
+
+        return torch.cat([v, v[-1:].expand(extra, *v.shape[1:])])
+
+    @staticmethod
+    def contiguous(v: Any) -> Any:
+        return v.contiguous()
+
+    @staticmethod
+    def infer(runner: Runner, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        infer_device = getattr(runner, "infer_device", None)
+        if infer_device is None:
+            raise UsageError(f"{runner.description} cannot run on device tensors: use device=False")
+        result: dict[str, Any] = infer_device(feeds)
+        return result
+
+
+def _rows_of(device: bool) -> type[_NumpyRows] | type[_TensorRows]:
+    return _TensorRows if device else _NumpyRows
+
+
 def run_batch(
-    runner: Runner, feeds: Mapping[str, np.ndarray], size: int, *, pad: bool = False
-) -> dict[str, np.ndarray]:
-    """One ``infer`` call on at most ``size`` rows; with ``pad``, a short batch is padded to ``size`` first."""
+    runner: Runner, feeds: Mapping[str, Any], size: int, *, pad: bool = False, device: bool = False
+) -> dict[str, Any]:
+    """One call on at most ``size`` rows; with ``pad``, a short batch is padded to ``size`` first. ``device``: the
+    feeds are torch tensors on the runner's device and go through ``infer_device`` (outputs stay there)."""
+    ops = _rows_of(device)
     rows = _rows(feeds)
     if rows > size:
         raise UsageError(f"a batch of {rows} rows does not fit the batch size {size}")
     if pad and rows < size:
-        feeds = {k: np.concatenate([v, np.repeat(v[-1:], size - rows, axis=0)]) for k, v in feeds.items()}
+        feeds = {k: ops.pad(v, size - rows) for k, v in feeds.items()}
     else:
-        feeds = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
-    return {name: np.asarray(out)[:rows] for name, out in runner.infer(feeds).items()}
+        feeds = {k: ops.contiguous(v) for k, v in feeds.items()}
+    return {name: out[:rows] for name, out in ops.infer(runner, feeds).items()}
 
 
 def run_batched(
     runner: Runner,
-    feeds: Mapping[str, np.ndarray],
+    feeds: Mapping[str, Any],
     batch_size: int | None = None,
     *,
     pad: bool = False,
     stage: Stage = nullcontext,
-) -> dict[str, np.ndarray]:
+    device: bool = False,
+) -> dict[str, Any]:
     """Run ``feeds`` (all with the same number of rows) through ``runner`` in batches; outputs concatenated.
 
     Args:
@@ -59,50 +119,55 @@ def run_batched(
         batch_size: rows per call; None: the runner's preferred size (see :func:`batch_size_for`).
         pad: pad the last batch to full size.
         stage: timing context entered around each call.
+        device: torch tensors on the runner's device (see :func:`run_batch`).
     """
+    ops = _rows_of(device)
     size = batch_size_for(runner, batch_size)
     total = _rows(feeds)
-    parts: list[dict[str, np.ndarray]] = []
+    parts: list[dict[str, Any]] = []
     for start in range(0, total, size):
+        batch = {k: v[start : start + size] for k, v in feeds.items()}
         with stage():
-            parts.append(run_batch(runner, {k: v[start : start + size] for k, v in feeds.items()}, size, pad=pad))
-    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+            parts.append(run_batch(runner, batch, size, pad=pad, device=device))
+    return {name: ops.concat([p[name] for p in parts]) for name in parts[0]}
 
 
 def run_stream(
     runner: Runner,
     input_name: str,
-    parts: Iterable[np.ndarray],
+    parts: Iterable[Any],
     batch_size: int | None = None,
     *,
     pad: bool = False,
     stage: Stage = nullcontext,
-) -> dict[str, np.ndarray]:
+    device: bool = False,
+) -> dict[str, Any]:
     """:func:`run_batched` over the concatenation of ``parts`` for a one-input graph, without concatenating them.
 
     Only the pending rows (less than one batch plus one part) are held, so the batches, and so the results, are
     those of one concatenated array, bit for bit, at a fraction of its memory: a search round's distorted patches
     (28 patches x 101 QFs would be 4 GB of float32) stream through the encoder as they are made.
     """
+    ops = _rows_of(device)
     size = batch_size_for(runner, batch_size)
-    outputs: list[dict[str, np.ndarray]] = []
-    pending: list[np.ndarray] = []
+    outputs: list[dict[str, Any]] = []
+    pending: list[Any] = []
     held = 0
     for part in parts:
         pending.append(part)
         held += len(part)
         while held >= size:
-            joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            joined = ops.concat(pending) if len(pending) > 1 else pending[0]
             with stage():
-                outputs.append(run_batch(runner, {input_name: joined[:size]}, size, pad=pad))
+                outputs.append(run_batch(runner, {input_name: joined[:size]}, size, pad=pad, device=device))
             pending = [joined[size:]] if len(joined) > size else []
             held = len(joined) - size
     if held:
         with stage():
-            outputs.append(run_batch(runner, {input_name: np.concatenate(pending)}, size, pad=pad))
+            outputs.append(run_batch(runner, {input_name: ops.concat(pending)}, size, pad=pad, device=device))
     if not outputs:
         raise UsageError(f"nothing to run: the stream of {input_name!r} rows was empty")
-    return {name: np.concatenate([o[name] for o in outputs]) for name in outputs[0]}
+    return {name: ops.concat([o[name] for o in outputs]) for name in outputs[0]}
 
 
 def encode(
@@ -137,7 +202,7 @@ def score_pairs(
     return out["q"].astype(np.float32).reshape(-1), out["w"].astype(np.float32).reshape(-1)
 
 
-def _rows(feeds: Mapping[str, np.ndarray]) -> int:
+def _rows(feeds: Mapping[str, Any]) -> int:
     if not feeds:
         raise UsageError("no feeds to run")
     counts = {name: len(array) for name, array in feeds.items()}

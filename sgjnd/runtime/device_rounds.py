@@ -11,30 +11,29 @@ TensorRT or ONNX Runtime CUDA where torch is installed) and the JPEG trials are 
 - only q and w of the round come back (one host synchronisation per round: the search needs S(QF) to choose the
   next round), and S(QF) is computed from them on the host exactly as on the host path.
 
-Batches are those of the host path (:mod:`sgjnd.runtime.batching`: the runner's preferred size, never above its
-maximum, the last one optionally padded), so the results are the same up to the device's arithmetic. Stage times
+Batches are made by the host path's own code (:mod:`sgjnd.runtime.batching` with ``device=True``: the runner's
+preferred size, never above its maximum, the last one optionally padded), so the results are the same up to the
+device's arithmetic. Stage times
 on a GPU are enqueue times, except the copy back, which waits for the round and is booked to inference.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sgjnd.errors import UsageError
-from sgjnd.runtime.backends.base import ModelBackends, Runner, tensor_device_of
-from sgjnd.runtime.batching import batch_size_for
+from sgjnd.runtime.backends.base import ModelBackends, tensor_device_of
+from sgjnd.runtime.batching import Stage, batch_size_for, run_batched, run_stream
 from sgjnd.runtime.pairs import EXACT_QF_CHUNK, GriddedImage, PairMaker
 from sgjnd.spec import ModelSpec
 
 if TYPE_CHECKING:
     import torch
-
-Stage = Callable[[], AbstractContextManager[object]]
 
 
 def shared_tensor_device(models: ModelBackends) -> str | None:
@@ -74,30 +73,6 @@ def _normalisation_tables(mean: tuple[float, ...], std: tuple[float, ...], devic
     return torch.from_numpy(tables).to(device)
 
 
-def run_on_device(
-    runner: Runner, feeds: Mapping[str, torch.Tensor], size: int, *, pad: bool = False, stage: Stage = nullcontext
-) -> dict[str, torch.Tensor]:
-    """``feeds`` through ``runner.infer_device`` in batches of ``size`` (the last one padded with its last row when
-    ``pad``); outputs concatenated on the device."""
-    import torch
-
-    total = {len(v) for v in feeds.values()}
-    if len(total) != 1 or not next(iter(total)):
-        raise UsageError(f"all inputs must have the same number of rows (at least 1), got {sorted(total)}")
-    rows = next(iter(total))
-    infer = runner.infer_device  # type: ignore[attr-defined]  # a DeviceRunner (shared_tensor_device checked it)
-    parts: list[dict[str, torch.Tensor]] = []
-    for start in range(0, rows, size):
-        batch = {k: v[start : start + size] for k, v in feeds.items()}
-        n = len(next(iter(batch.values())))
-        if pad and n < size:
-            batch = {k: torch.cat([v, v[-1:].expand(size - n, *v.shape[1:])]) for k, v in batch.items()}
-        with stage():
-            out = infer(batch)
-        parts.append({k: v[:n] for k, v in out.items()})
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-
-
 class DeviceRounds:
     """One image's search rounds on ``device`` (see the module docstring).
 
@@ -123,23 +98,11 @@ class DeviceRounds:
         import torch
 
         parts = [pixels] if isinstance(pixels, torch.Tensor) else pixels
-        size, features = self.batch_size, []
-        pending: torch.Tensor | None = None
-        for part in parts:
-            part = encoder_input_on_device(part, self.spec)
-            pending = part if pending is None else torch.cat([pending, part])
-            while len(pending) >= size:
-                features.append(self._encode_batch(pending[:size], stage))
-                pending = pending[size:]
-        if pending is not None and len(pending):
-            features.append(self._encode_batch(pending, stage))
-        if not features:
-            raise UsageError("nothing to encode: no patches were given")
-        return torch.cat(features)
-
-    def _encode_batch(self, batch: torch.Tensor, stage: Stage) -> torch.Tensor:
-        return run_on_device(self.models.encoder, {"patches": batch}, self.batch_size, pad=self.pad,
-                             stage=stage)["features"]
+        inputs = (encoder_input_on_device(part, self.spec) for part in parts)
+        out = run_stream(self.models.encoder, "patches", inputs, self.batch_size, pad=self.pad, stage=stage,
+                         device=True)
+        features: torch.Tensor = out["features"]
+        return features
 
     def upload(self, image: GriddedImage) -> tuple[torch.Tensor, torch.Tensor]:
         """The image on the device (copied once) and its reference patches, cut there."""
@@ -170,11 +133,11 @@ class DeviceRounds:
 
         reps = len(f_dis) // len(f_ref)
         feeds = {"f_ref": f_ref.repeat(reps, 1), "f_dis": f_dis}
-        out = run_on_device(self.models.head, feeds, self.head_size, pad=self.pad, stage=stage)
+        out = run_batched(self.models.head, feeds, self.head_size, pad=self.pad, stage=stage, device=True)
         with stage():  # waits for the round's work on the device
             qw = torch.stack([out["q"].reshape(-1), out["w"].reshape(-1)]).to("cpu", torch.float32).numpy()
         return qw[0], qw[1]
 
 
-__all__ = ["DeviceRounds", "encoder_input_on_device", "run_on_device", "shared_tensor_device"]
+__all__ = ["DeviceRounds", "encoder_input_on_device", "shared_tensor_device"]
 

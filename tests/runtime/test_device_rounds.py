@@ -27,7 +27,7 @@ from sgjnd.runtime import cuda  # noqa: E402
 from sgjnd.runtime.backends.base import ModelBackends  # noqa: E402
 from sgjnd.runtime.backends.registry import open_model  # noqa: E402
 from sgjnd.runtime.decode import decode_image  # noqa: E402
-from sgjnd.runtime.device_rounds import encoder_input_on_device, run_on_device, shared_tensor_device  # noqa: E402
+from sgjnd.runtime.device_rounds import encoder_input_on_device, shared_tensor_device  # noqa: E402
 from sgjnd.runtime.patches import normalize_patches  # noqa: E402
 from sgjnd.runtime.predictor import JNDPredictor, PredictConfig, jpeg_trials_for  # noqa: E402
 from sgjnd.runtime.search import SearchConfig  # noqa: E402
@@ -156,7 +156,7 @@ def test_normalising_on_the_device_equals_the_host(channel_order: str) -> None:
     assert u8.dtype == torch.uint8 and np.array_equal(u8.numpy(), pixels)
 
 
-def test_run_on_device_batches_and_pads_like_the_host(tiny_checkpoint: Path) -> None:
+def test_device_batches_are_padded_like_the_host(tiny_checkpoint: Path) -> None:
     from sgjnd.runtime.batching import run_batched
 
     with open_model("torch", tiny_checkpoint, threads=1) as models:
@@ -164,7 +164,8 @@ def test_run_on_device_batches_and_pads_like_the_host(tiny_checkpoint: Path) -> 
         feeds = {"f_ref": f, "f_dis": f[::-1].copy()}
         for pad in (False, True):
             want = run_batched(models.head, feeds, 3, pad=pad)
-            got = run_on_device(models.head, {k: torch.from_numpy(v) for k, v in feeds.items()}, 3, pad=pad)
+            tensors = {k: torch.from_numpy(v) for k, v in feeds.items()}
+            got = run_batched(models.head, tensors, 3, pad=pad, device=True)
             for name in ("q", "w"):
                 assert got[name].shape[0] == 7
                 np.testing.assert_array_equal(got[name].numpy(), want[name])
