@@ -34,6 +34,7 @@ from sgjnd.bench.jpeg_stage import measure_jpeg_stage
 from sgjnd.bench.prepare import Prepared, prepare
 from sgjnd.bench.results import BenchRun, Measurement, Status, Suite, skipped, target_row
 from sgjnd.bench.timing import LoopConfig, summarize, throughput, time_calls
+from sgjnd.engine_spec import batch_shape
 from sgjnd.errors import SgjndError
 from sgjnd.progress import Progress
 from sgjnd.runtime.backends.base import ModelBackends, Runner
@@ -144,15 +145,16 @@ def open_target(target: Target, prepared: Prepared, config: BenchConfig) -> Mode
 
 
 def make_feeds(spec: ModelSpec, graph: GraphName, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Random inputs of ``graph`` at ``batch``: patches as the encoder takes them (uniform uint8 pixels, or
-    standard-normal values standing for normalised float32 patches) or standard-normal features."""
-    if graph == "encoder":
-        s = spec.patch_size
-        if spec.encoder_input == "uint8":
-            return {"patches": rng.integers(0, 256, (batch, s, s, 3), dtype=np.uint8)}
-        return {"patches": rng.standard_normal((batch, 3, s, s), dtype=np.float32)}
-    f = spec.feature_dim
-    return {name: rng.standard_normal((batch, f), dtype=np.float32) for name in ("f_ref", "f_dis")}
+    """Random inputs of ``graph`` at ``batch``, as its spec declares them: uniform pixels for uint8 inputs,
+    standard-normal values for float32 ones (normalised patches, features)."""
+    feeds: dict[str, np.ndarray] = {}
+    for tensor in spec.graph(graph).inputs:
+        shape = batch_shape(tensor, batch)
+        if tensor.dtype == "uint8":
+            feeds[tensor.name] = rng.integers(0, 256, shape, dtype=np.uint8)
+        else:
+            feeds[tensor.name] = rng.standard_normal(shape, dtype=np.float32)
+    return feeds
 
 
 @dataclass(frozen=True)

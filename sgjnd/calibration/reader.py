@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from sgjnd.engine_spec import batch_shape
 from sgjnd.errors import CalibrationError, ImageError, UsageError
 from sgjnd.fileio import sha256_bytes, write_atomic
 from sgjnd.progress import Progress
@@ -652,8 +653,9 @@ class TrtCalibrationBatches:
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """Shape of every batch."""
-        s = self.spec.patch_size
-        return (self.batch_size, s, s, 3) if self.spec.encoder_input == "uint8" else (self.batch_size, 3, s, s)
+        (patches,) = self.spec.encoder_graph().inputs
+        n, a, b, c = batch_shape(patches, self.batch_size)
+        return (n, a, b, c)
 
     @property
     def fingerprint(self) -> str:

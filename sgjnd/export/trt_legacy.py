@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from sgjnd.engine_spec import batch_shape
 from sgjnd.errors import BuildError, UsageError
 from sgjnd.fileio import write_atomic
 from sgjnd.runtime import cuda
@@ -110,7 +111,7 @@ def check_calibration_source(source: object, model: ModelSpec) -> SourceSummary:
             "(generators cannot be rewound): pass an object whose __iter__ starts over, such as a list"
         )
     (patches,) = model.encoder_graph().inputs
-    expected_tail = tuple(int(d) for d in patches.shape[1:])
+    expected_tail = batch_shape(patches, 1)[1:]
     digest = hashlib.sha256()
     batch_size = 0
     count = 0
@@ -254,7 +255,7 @@ def make_entropy_calibrator(
     """
     import tensorrt as trt
 
-    sample_shape = tuple(int(d) for d in sample.shape[1:])
+    sample_shape = batch_shape(sample, 1)[1:]
     dtype = np.dtype(sample.dtype)
     nbytes = summary.batch_size * int(np.prod(sample_shape)) * dtype.itemsize
     fingerprint = summary.fingerprint

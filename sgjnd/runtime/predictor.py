@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 
+from sgjnd.engine_spec import buffer_nbytes
 from sgjnd.errors import BackendError, UsageError
 from sgjnd.runtime.backends.base import ModelBackends, tensor_device_of
 from sgjnd.runtime.batching import batch_size_for, encode, score_pairs
@@ -235,8 +236,8 @@ class JNDPredictor:
         )
         self.codec = self.pairs.codec
         self.batch_size = batch_size_for(models.encoder, self.config.batch_size)
-        s = self.spec.patch_size
-        self._patch_bytes = 3 * s * s * (1 if self.spec.encoder_input == "uint8" else 4)  # one encoder input row
+        (patches,) = self.spec.encoder_graph().inputs  # one encoder input row: uint8 pixels or float32 patches
+        self._patch_bytes = buffer_nbytes(patches, 1, np.dtype(patches.dtype).itemsize)
         self.device_rounds: DeviceRounds | None = None
         on_device = self.config.rounds == "device" or (
             self.config.rounds == "auto" and str(device).startswith("cuda") and device == shared_tensor_device(models)

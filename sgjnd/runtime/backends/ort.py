@@ -15,6 +15,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from sgjnd.engine_spec import batch_shape
 from sgjnd.errors import BackendError, BackendUnavailable, SpecError, UsageError
 from sgjnd.fileio import atomic_output, sha256_bytes, write_atomic
 from sgjnd.runtime.backends.base import Backend, ModelBackends, torch_installed
@@ -213,6 +214,7 @@ class OrtBackend(Backend):
         self._session: Any = None
         self._sidecar: Sidecar | None = None
         self._active_providers: list[str] = []
+        self._tensor_device: str | None = None
 
     # -- properties ------------------------------------------------------------------------------------------
     @property
@@ -284,12 +286,14 @@ class OrtBackend(Backend):
         self._session = session
         self._sidecar = sidecar
         self._active_providers = list(session.get_providers())
+        self._tensor_device = self._device_of_session(session)
         log.debug("loaded %s on %s", self.artifact, self._active_providers)
         if self._active_providers[:1] == ["CPUExecutionProvider"]:
             _warn_if_u8s8_saturates(self.artifact, sidecar)
 
     def _unload(self) -> None:
         self._session = None
+        self._tensor_device = None
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [t.name for t in self.graph.outputs]
@@ -303,19 +307,21 @@ class OrtBackend(Backend):
     @property
     def tensor_device(self) -> str | None:
         """``cuda:N`` when the session runs on the CUDA provider, ``cpu`` on the CPU provider, where torch is
-        installed; None otherwise (another provider first, or not loaded)."""
-        if self._session is None or not torch_installed():
+        installed; None otherwise (another provider first, or not loaded). Decided once, when loading: it is read
+        on every ``infer_device`` call."""
+        return self._tensor_device
+
+    @staticmethod
+    def _device_of_session(session: Any) -> str | None:
+        if not torch_installed():
             return None
-        first = self._active_providers[0] if self._active_providers else ""
+        first = (session.get_providers() or [""])[0]
         if first == "CPUExecutionProvider":
             return "cpu"
         if first == "CUDAExecutionProvider":
-            return f"cuda:{self._cuda_device_id()}"
+            options = session.get_provider_options().get("CUDAExecutionProvider", {})
+            return f"cuda:{int(options.get('device_id', 0))}"
         return None
-
-    def _cuda_device_id(self) -> int:
-        options = self.session.get_provider_options().get("CUDAExecutionProvider", {})
-        return int(options.get("device_id", 0))
 
     def _infer_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         """The session on torch tensors through I/O binding: inputs and preallocated outputs are bound by address,
@@ -339,7 +345,7 @@ class OrtBackend(Backend):
             binding.bind_input(spec.name, kind, index, np.dtype(spec.dtype), tuple(tensor.shape), tensor.data_ptr())
         outputs: dict[str, torch.Tensor] = {}
         for spec in self.graph.outputs:
-            shape = tuple(n if d == "batch" else int(d) for d in spec.shape)
+            shape = batch_shape(spec, n)
             out = outputs[spec.name] = torch.empty(shape, dtype=getattr(torch, spec.dtype), device=device)
             binding.bind_output(spec.name, kind, index, np.dtype(spec.dtype), shape, out.data_ptr())
         if device.type == "cuda":
