@@ -447,6 +447,7 @@ class TrtBackend(Backend):
         self._stream: cuda.Stream | None = None
         self._host: dict[str, np.ndarray] = {}
         self._dtypes: dict[str, np.dtype[Any]] = {}
+        self._tensor_device: str | None = None
         self._device_buffers: dict[str, cuda.DeviceBuffer] = {}
         self._pinned: list[cuda.PinnedBuffer] = []
         self._capture = TrtLogCapture()
@@ -544,6 +545,7 @@ class TrtBackend(Backend):
             )
         self._stream = cuda.Stream(self._api)
         self._allocate(dtypes, loaded.record.profile.max)
+        self._tensor_device = self._api.tensor_device(self._device) if torch_installed() else None
 
     def _create_context(self, engine: trt.ICudaEngine) -> trt.IExecutionContext | None:
         """The execution context (TensorRT-RTX's adds its runtime cache)."""
@@ -589,6 +591,7 @@ class TrtBackend(Backend):
         if isinstance(self._api, cuda.PyCudaApi):
             self._api.release()
         self._api = None
+        self._tensor_device = None
         if errors:
             log.warning("freeing CUDA resources of %s failed: %s", self.artifact.name, errors[0])
 
@@ -650,10 +653,9 @@ class TrtBackend(Backend):
     # -- device-resident inference --------------------------------------------------------------------------------
     @property
     def tensor_device(self) -> str | None:
-        """The engine's GPU as a torch device (``cuda:N``) once loaded, where torch is installed; else None."""
-        if self._api is None or self._context is None or not torch_installed():
-            return None
-        return self._api.tensor_device(self._device)
+        """The engine's GPU as a torch device (``cuda:N``) once loaded, where torch is installed; else None. Decided
+        once, when loading: it is read on every ``infer_device`` call."""
+        return self._tensor_device
 
     def _infer_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         """The engine on torch tensors: their memory is bound directly (no copies; FP16 engine I/O is converted on
