@@ -1,8 +1,8 @@
 """Real photographs available offline for the demo checkpoint, split by source into training and held-out photos.
 
 Nothing is downloaded: the photos come from installed packages (scikit-image, scikit-learn, matplotlib wheels) and
-Debian packages (``apt-get install -y libjxl-testdata plasma-workspace-wallpapers mate-backgrounds``: the
-photographs among their wallpapers, picked by eye from the artwork; each with its author and licence from the
+Debian packages (``apt-get install -y libjxl-testdata plasma-workspace-wallpapers mate-backgrounds
+lomiri-wallpapers-16.04 lomiri-wallpapers-20.04``: the photographs among their wallpapers, picked by eye from the artwork; each with its author and licence from the
 package's metadata or copyright file). Photos whose package is missing are skipped and listed.
 
 **Held out by source** (:data:`HELD_OUT_PHOTOS`, 20 photos by 16 photographers): the five demo photos of
@@ -16,7 +16,8 @@ picture in two packages or sizes) are caught by a difference hash when collectin
 Run ``python -m sgjnd.train.photos DEST [--set heldout]`` to write the training (or held-out) photos into ``DEST``
 as PNG, or with
 ``--tile 320 --tile-stride 160`` overlapping 320×320 tiles of them (up to ``--max-tiles`` per photo, named
-``<photo>__tRRR_CCC``): more labelled items, each with its own proxy JND, for the same photos.
+``<photo>__tRRR_CCC``): more labelled items, each with its own proxy JND, for the same photos; ``--scales 1,2,4``
+adds copies shrunk by those factors (the same scenes at the resolutions people also upload).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ DEBIAN_ROOTS: dict[str, Path] = {
     "libjxl-testdata": LIBJXL_TESTDATA,
     "plasma-workspace-wallpapers": Path("/usr/share/wallpapers"),
     "mate-backgrounds": Path("/usr/share/backgrounds/mate"),
+    "lomiri-wallpapers-16.04": Path("/usr/share/backgrounds"),
+    "lomiri-wallpapers-20.04": Path("/usr/share/backgrounds"),
 }
 """Where each Debian package that provides photos installs them."""
 
@@ -80,6 +83,12 @@ def _mate(name: str, author: str) -> OfflinePhoto:
                         f"GPL-2+ ({author}; Debian mate-backgrounds)", source=author)
 
 
+def _lomiri(file: str, author: str, licence: str, release: str = "16.04") -> OfflinePhoto:
+    return OfflinePhoto(file.split("_by_")[0].lower(), f"lomiri-wallpapers-{release}", file,
+                        f"{licence} ({author}; Ubuntu wallpaper contest, Debian lomiri-wallpapers-{release})",
+                        source=author)
+
+
 TRAINING_PHOTOS: tuple[OfflinePhoto, ...] = (
     OfflinePhoto("motorcycle", "skimage", "data/motorcycle_left.png", "Middlebury 2014 (licence not stated)"),
     OfflinePhoto("camera", "skimage", "data/camera.png", "CC0 (grayscale)"),
@@ -105,6 +114,18 @@ TRAINING_PHOTOS: tuple[OfflinePhoto, ...] = (
     _plasma("FallenLeaf", "Martin Klapetek"),
     _plasma("Grey", "Sigi Sagi"),
     _plasma("Volna", "Nikita Babin", "CC-BY-SA-4.0", "5120x2880"),
+    _lomiri("Bridge_by_Sander_Klootwijk.jpg", "Sander Klootwijk", "CC-BY-SA-4.0"),
+    _lomiri("Dragonfly_by_Bolly.jpg", "Bolly", "CC-BY-SA-4.0"),
+    _lomiri("Picture_0B_by_freespace.jpg", "Trevor Freespace", "CC-BY-4.0"),
+    _lomiri("Picture_1A_by_freespace.jpg", "Trevor Freespace", "CC-BY-4.0"),
+    _lomiri("Wine_by_Jakkub_Mede.jpg", "Jakub Mede", "CC-BY-4.0"),
+    _lomiri("aitzgorri_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi", "CC-BY-4.0"),
+    _lomiri("friends_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi", "CC-BY-4.0"),
+    _lomiri("life_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi", "CC-BY-4.0"),
+    _lomiri("picosdeeuropa_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi", "CC-BY-4.0"),
+    _lomiri("sunset_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi", "CC-BY-4.0"),
+    _lomiri("seeding_by_Clements_Engelhardt.jpg", "Clemens Engelhardt", "CC0-1.0"),
+    _lomiri("Kleiber_by_Lukas_Baubkus.jpg", "Lukas Baubkus", "CC-BY-SA-3.0", "20.04"),
 )
 """Training photos of the demo model (training and validation are split from these by :attr:`OfflinePhoto.origin`
 groups at training time). No held-out photo, and no photographer of one, is here."""
@@ -173,7 +194,8 @@ q30 differ from their 2560x1600 originals by 0-1 bits; the nearest two different
 
 
 def collect(dest: Path, photos: Sequence[OfflinePhoto] = TRAINING_PHOTOS, *, tile: int | None = None,
-            tile_stride: int | None = None, max_tiles: int = 6, heldout: bool = False) -> tuple[list[Path], list[str]]:
+            tile_stride: int | None = None, max_tiles: int = 6, heldout: bool = False,
+            scales: Sequence[int] = (1,)) -> tuple[list[Path], list[str]]:
     """Write the available photos (and crops) as PNG into ``dest``.
 
     A photo that is a near-duplicate of one already written (:func:`difference_hash`) is skipped and listed.
@@ -186,7 +208,9 @@ def collect(dest: Path, photos: Sequence[OfflinePhoto] = TRAINING_PHOTOS, *, til
         tile: instead of whole photos, write tile×tile crops of each (``<name>__tRRR_CCC.png``, same split group):
             more, smaller labelled items for the same photos.
         tile_stride: step between tiles (default: ``tile``).
-        max_tiles: most tiles per photo, spread evenly.
+        max_tiles: most tiles per photo (and scale), spread evenly.
+        scales: also write each photo shrunk by these integer factors (area interpolation), named
+            ``<photo>__s<k>...``; 1 is the photo as it is.
 
     Returns:
         ``(written, missing)``: the PNG files, and the photos not found with the package to install.
@@ -213,22 +237,41 @@ def collect(dest: Path, photos: Sequence[OfflinePhoto] = TRAINING_PHOTOS, *, til
         seen[digest] = photo.name
         boxes = photo.crops or ((0, 0, image.shape[0], image.shape[1]),)
         for i, (y, x, h, w) in enumerate(boxes):
-            name = f"{photo.name}__c{i}" if photo.crops else photo.name
-            crop = np.ascontiguousarray(image[y:y + h, x:x + w])
-            pieces = [(name, crop)]
-            if tile:
-                sep = "_" if photo.crops else "__"  # one "__" per name: the split group is the photo
-                pieces = [(f"{name}{sep}t{ty:03d}_{tx:03d}", np.ascontiguousarray(crop[ty:ty + tile, tx:tx + tile]))
-                          for ty, tx in tiles(crop, tile, tile_stride or tile, max_tiles)]
-            for piece_name, piece in pieces:
-                ok, buf = cv2.imencode(".png", piece)
-                if not ok:
-                    missing.append(f"{piece_name} (PNG encoding failed)")
-                    continue
-                target = dest / f"{piece_name}.png"
-                write_atomic(target, buf.tobytes())
-                written.append(target)
+            for scale in scales:
+                crop = np.ascontiguousarray(image[y:y + h, x:x + w])
+                if scale != 1:  # the same scene at a lower resolution: other textures, a label of its own
+                    size = (round(crop.shape[1] / scale), round(crop.shape[0] / scale))
+                    crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+                written += _write_pieces(dest, _piece_name(photo, i, scale), crop, tile, tile_stride, max_tiles,
+                                         missing)
     return written, missing
+
+
+def _piece_name(photo: OfflinePhoto, crop: int, scale: int) -> str:
+    """``photo``, ``photo__c0``, ``photo__s2``, ``photo__c0_s2``: one ``__`` per name, so the split group is the
+    photo whatever the crop or scale."""
+    parts = ([f"c{crop}"] if photo.crops else []) + ([f"s{scale}"] if scale != 1 else [])
+    return f"{photo.name}__{'_'.join(parts)}" if parts else photo.name
+
+
+def _write_pieces(dest: Path, name: str, image: np.ndarray, tile: int | None, tile_stride: int | None,
+                  max_tiles: int, missing: list[str]) -> list[Path]:
+    """Write ``image`` (or its tiles, ``<name>__tRRR_CCC``) as PNG; failures are appended to ``missing``."""
+    pieces = [(name, image)]
+    if tile:
+        sep = "_" if "__" in name else "__"  # one "__" per name: the split group is the photo
+        pieces = [(f"{name}{sep}t{ty:03d}_{tx:03d}", np.ascontiguousarray(image[ty:ty + tile, tx:tx + tile]))
+                  for ty, tx in tiles(image, tile, tile_stride or tile, max_tiles)]
+    written = []
+    for piece_name, piece in pieces:
+        ok, buf = cv2.imencode(".png", piece)
+        if not ok:
+            missing.append(f"{piece_name} (PNG encoding failed)")
+            continue
+        target = dest / f"{piece_name}.png"
+        write_atomic(target, buf.tobytes())
+        written.append(target)
+    return written
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -240,10 +283,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="train: the training photos; heldout: the held-out evaluation photos (by source)")
     parser.add_argument("--tile", type=int, default=None, help="write TILE x TILE crops instead of whole photos")
     parser.add_argument("--tile-stride", type=int, default=None, help="step between tiles (default: TILE)")
-    parser.add_argument("--max-tiles", type=int, default=6, help="most tiles per photo, spread evenly")
+    parser.add_argument("--max-tiles", type=int, default=6, help="most tiles per photo and scale, spread evenly")
+    parser.add_argument("--scales", default="1",
+                        help="comma-separated integer factors to shrink each photo by as well (e.g. 1,2,4)")
     args = parser.parse_args(argv)
+    try:
+        scales = tuple(int(k) for k in args.scales.split(","))
+    except ValueError:
+        scales = ()
+    if not scales or min(scales) < 1:
+        parser.error(f"--scales takes integer factors >= 1 separated by commas (e.g. 1,2,4), got {args.scales!r}")
     written, missing = collect(args.dest, PHOTO_SETS[args.set], tile=args.tile, tile_stride=args.tile_stride,
-                               max_tiles=args.max_tiles, heldout=args.set == "heldout")
+                               max_tiles=args.max_tiles, heldout=args.set == "heldout", scales=scales)
     for path in written:
         print(path)
     for item in missing:

@@ -61,3 +61,33 @@ def test_the_demo_photos_go_only_into_the_held_out_set(tmp_path: Path) -> None:
     assert collect(tmp_path / "train", sample)[0] == []  # refused for training
     written, _ = collect(tmp_path / "heldout", sample, heldout=True)
     assert [p.name for p in written] == [f"{sample[0].name}.png"]
+
+
+def test_scaled_copies_and_their_tiles_keep_the_photo_as_their_split_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sgjnd.labels.proxy import group_of
+
+    root = tmp_path / "pkg"
+    root.mkdir()
+    cv2.imwrite(str(root / "a.png"), _photo(0))  # 640x480
+    monkeypatch.setitem(corpus.DEBIAN_ROOTS, "fake-wallpapers", root)
+    photos = [OfflinePhoto("a", "fake-wallpapers", "a.png", "CC0", source="x"),
+              OfflinePhoto("f", "fake-wallpapers", "a.png", "CC0", crops=((0, 0, 480, 320),), source="y")]
+    whole, _ = collect(tmp_path / "whole", photos[:1], scales=(1, 4))
+    assert [p.name for p in whole] == ["a.png", "a__s4.png"]
+    assert cv2.imread(str(whole[1])).shape == (120, 160, 3)
+    monkeypatch.setattr(corpus, "DUPLICATE_BITS", -1)  # the second entry is the same file, cropped
+    tiled, _ = collect(tmp_path / "tiles", photos, tile=160, max_tiles=2, scales=(1, 2))
+    names = [p.stem for p in tiled]
+    assert [n[:4] for n in names[:2]] == ["a__t", "a__t"] and names[2].startswith("a__s2_t")
+    assert any(n.startswith("f__c0_s2_t") for n in names)
+    assert {group_of(n) for n in names} == {"a", "f"}
+    assert all(n.count("__") == 1 for n in names)
+
+
+def test_the_collector_refuses_scales_that_are_not_integer_factors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        corpus.main(["/nonexistent", "--scales", "1,half"])
+    assert stop.value.code == 2
+    assert "--scales takes integer factors >= 1" in capsys.readouterr().err
