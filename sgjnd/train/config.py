@@ -162,6 +162,8 @@ class TrainConfig:
         cache_frozen_features: cache the backbone's outputs per (image, cell, QF, flip) when the whole backbone is
             frozen: the backbone then runs once per distinct patch instead of once per step.
         feature_cache_mb: memory cap of that cache.
+        frozen_backbone: what computes a frozen backbone's outputs for that cache: ``torch``, or ``onnxruntime``
+            (the backbone exported in memory; about 3x faster on a CPU, the same outputs within 1e-4).
         save_fp16: store the shipped checkpoints' floating-point weights as FP16 (they load into FP32 models).
         keep_epochs: also keep ``epoch_NNN.pt`` for every epoch (``last.pt`` and ``best.pt`` are always kept).
         weights: the statement written into the checkpoint sidecars; None derives it from the dataset.
@@ -179,6 +181,7 @@ class TrainConfig:
     threads: int = 2
     cache_frozen_features: bool = False
     feature_cache_mb: int = 2048
+    frozen_backbone: Literal["torch", "onnxruntime"] = "torch"
     save_fp16: bool = False
     keep_epochs: bool = False
     weights: str | None = None

@@ -50,6 +50,7 @@ from sgjnd.runtime.predictor import PredictConfig
 from sgjnd.runtime.search import SearchConfig
 from sgjnd.spec import sidecar_path
 from sgjnd.train.config import TrainConfig
+from sgjnd.train.frozen import FrozenBackbone
 
 log = logging.getLogger(__name__)
 
@@ -347,19 +348,20 @@ class Trainer:
         self.sampler = sampler
         self.config = config
         self.cache = cache
+        self.frozen = (FrozenBackbone(model.encoder.backbone, config.frozen_backbone, config.threads,
+                                      model.spec.patch_size) if cache is not None else None)
 
     def _features(self, keys: Sequence[tuple[int, int, int, int, int]], make: Callable[[list[int]], np.ndarray]
                   ) -> Tensor:
         """Encoder features of the patches ``keys``; ``make(positions)`` gives the pixels of those positions."""
         encoder = self.model.encoder
-        if self.cache is None:
+        if self.cache is None or self.frozen is None:
             out: Tensor = encoder(torch.from_numpy(make(list(range(len(keys))))))
             return out
         found: list[Stages | None] = [self.cache.get(k) for k in keys]
         missing = [i for i, f in enumerate(found) if f is None]
         if missing:
-            with torch.no_grad():
-                stages = encoder.backbone(torch.from_numpy(make(missing)))
+            stages = self.frozen(torch.from_numpy(make(missing)))
             for j, i in enumerate(missing):
                 item = tuple(s[j].to(torch.float16).clone() for s in stages)
                 found[i] = item

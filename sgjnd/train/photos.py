@@ -3,7 +3,8 @@
 Nothing is downloaded: the photos come from installed packages (scikit-image, scikit-learn, matplotlib wheels) and
 Debian packages (``apt-get install -y libjxl-testdata plasma-workspace-wallpapers mate-backgrounds
 lomiri-wallpapers-16.04 lomiri-wallpapers-20.04``: the photographs among their wallpapers, picked by eye from the
-artwork; each with its author and licence from the package's metadata or copyright file). Photos whose package is missing are skipped and listed.
+artwork; each with its author and licence from the package's metadata or copyright file). Photos whose package is
+missing are skipped and listed.
 
 **Held out by source** (:data:`HELD_OUT_PHOTOS`, 20 photos by 16 photographers): the five demo photos of
 :func:`sgjnd.samples.sample_photos`, the twelve photographs of ``mate-backgrounds`` and three of

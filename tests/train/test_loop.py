@@ -95,6 +95,26 @@ def test_cached_frozen_features(proxy_csv: Path, tmp_path: Path, tiny_config: Ma
     assert cache["hits"] > 0 and cache["misses"] > 0
     with pytest.raises(UsageError, match="needs the whole backbone frozen"):
         train(dataclasses.replace(base, cache_frozen_features=True), tmp_path / "x", progress=False)
+    on_ort = train(dataclasses.replace(config, frozen_backbone="onnxruntime"), tmp_path / "ort", progress=False)
+    assert on_ort.history[-1]["feature_cache"]["misses"] == cache["misses"]  # the same draws, other runtime
+    assert abs(on_ort.history[-1]["train_loss"] - result.history[-1]["train_loss"]) < 1e-3
+
+
+@pytest.mark.parametrize("name", ["sgjnd_tiny", "sgjnd_effl0"])
+def test_a_frozen_backbone_on_onnx_runtime_gives_torchs_stage_outputs(name: str) -> None:
+    from sgjnd.model import create_model
+    from sgjnd.train.frozen import FrozenBackbone
+
+    model = create_model(name, seed=0).eval()
+    size = model.spec.patch_size
+    patches = torch.randn(3, 3, size, size)
+    on_torch = FrozenBackbone(model.encoder.backbone, "torch", 1, size)(patches)
+    on_ort = FrozenBackbone(model.encoder.backbone, "onnxruntime", 1, size)(patches)
+    assert len(on_ort) == len(on_torch) == 4
+    for a, b in zip(on_ort, on_torch, strict=True):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    with pytest.raises(UsageError, match="frozen_backbone must be one of torch, onnxruntime"):
+        FrozenBackbone(model.encoder.backbone, "tensorrt", 1, size)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("name", ["sgjnd_tiny", "sgjnd_effl0"])
