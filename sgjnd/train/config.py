@@ -163,7 +163,7 @@ class TrainConfig:
             frozen: the backbone then runs once per distinct patch instead of once per step.
         feature_cache_mb: memory cap of that cache.
         frozen_backbone: what computes a frozen backbone's outputs for that cache: ``torch``, or ``onnxruntime``
-            (the backbone exported in memory; about 3x faster on a CPU, the same outputs within 1e-4).
+            (the backbone exported once; about 3x faster on a CPU, the same outputs within 1e-4).
         save_fp16: store the shipped checkpoints' floating-point weights as FP16 (they load into FP32 models).
         keep_epochs: also keep ``epoch_NNN.pt`` for every epoch (``last.pt`` and ``best.pt`` are always kept).
         weights: the statement written into the checkpoint sidecars; None derives it from the dataset.
