@@ -38,6 +38,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--sur-p", type=float, default=labels.p, help="p of --label sur")
     parser.add_argument("--only", nargs="*", default=None, help="evaluate only these source names or groups")
     parser.add_argument("--exclude", nargs="*", default=None, help="leave out these source names or groups")
+    parser.add_argument("--baseline-jnd", type=float, default=None, metavar="QF",
+                        help="a constant JND guess scored beside the model on the same images (default: the training "
+                        "labels' median that `sgjnd train` records in a checkpoint's sidecar, if there is one)")
     parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     add_model_args(parser)
@@ -64,8 +67,12 @@ def run(args: argparse.Namespace) -> int:
     config = predict_config_from_args(args)
     if args.model is not None:
         raise UsageError(f"give the model once: as MODEL ({args.model_arg}), not also as --model")
+    baseline = args.baseline_jnd if args.baseline_jnd is not None else recorded_baseline(args.model_arg)
+    if baseline is not None and not 0 <= baseline <= 100:
+        raise UsageError(f"--baseline-jnd is a JPEG quality in 0..100, got {baseline:g}")
     with open_model_from_args(args) as models:
-        result = evaluate_dataset(models, dataset, config, LabelConfig(args.label, args.sur_p), progress=not args.quiet)
+        result = evaluate_dataset(models, dataset, config, LabelConfig(args.label, args.sur_p),
+                                  progress=not args.quiet, baseline=baseline)
     files = write_report(result, args.output, plots=not args.no_plots)
     if not dataset.human:
         print("labels: PROXY LABELS (oracle metric), not human data", file=sys.stderr)
@@ -75,3 +82,17 @@ def run(args: argparse.Namespace) -> int:
     for name, why in result.failures:
         print(f"sgjnd evaluate: {name}: {why}", file=sys.stderr)
     return 1 if result.failures else 0
+
+
+def recorded_baseline(model: Path) -> float | None:
+    """The training labels' median JND that ``sgjnd train`` recorded in a checkpoint's sidecar, else None."""
+    from sgjnd.errors import SgjndError
+    from sgjnd.spec import read_sidecar
+
+    if not model.is_file():
+        return None
+    try:
+        value = read_sidecar(model, verify_hash=False).artifact.details.get("train_label_median_qf")
+    except SgjndError:
+        return None  # loading the model reports what is wrong with its sidecar
+    return float(value) if isinstance(value, int | float) else None

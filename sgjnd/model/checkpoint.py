@@ -95,7 +95,8 @@ def diff_state_dict(expected: Mapping[str, Tensor], got: Mapping[str, Any]) -> S
 # -- sgjnd checkpoints ------------------------------------------------------------------------------------------
 
 
-def save_checkpoint(model: SGJND, path: Path | str, *, weights: str) -> Sidecar:
+def save_checkpoint(model: SGJND, path: Path | str, *, weights: str, details: dict[str, Any] | None = None
+                    ) -> Sidecar:
     """Write ``model`` to ``path`` and its spec sidecar to ``path.json``, each atomically.
 
     Args:
@@ -103,6 +104,8 @@ def save_checkpoint(model: SGJND, path: Path | str, *, weights: str) -> Sidecar:
         path: the checkpoint file to write (conventionally ``*.pt``).
         weights: a plain statement of what the weights are, e.g.
             ``"UNTRAINED: deterministic random initialisation from seed 0"``.
+        details: facts recorded in the sidecar's ``artifact.details`` (``sgjnd train`` records its training
+            labels' median JND there, the constant guess ``sgjnd evaluate`` scores beside the model).
 
     Returns:
         The sidecar written; ``sidecar.artifact.sha256`` is the checkpoint's hash. ``model.checkpoint_info`` is set
@@ -130,6 +133,7 @@ def save_checkpoint(model: SGJND, path: Path | str, *, weights: str) -> Sidecar:
         sha256=sha256_bytes(data),
         weights=weights,
         producer={"torch": str(torch.__version__), "sgjnd": sgjnd.__version__},
+        details=dict(details or {}),
     )
     sidecar = Sidecar(model=model.spec, artifact=info)
     write_atomic(path, data)

@@ -7,7 +7,10 @@ checkpoint, an ONNX model directory and an INT8 graph are scored the same way. M
 - **pair accuracy**: share of evaluated (image, QF) pairs with ``1[S(QF) >= τ] == 1[QF > J]``;
 - **MAE (QF)**: mean ``|Ĵ - J|``; **RMSE**; **within ±k**: share with ``|Ĵ - J| <= k`` for k in 1, 3, 5, 10;
 - **ΔPSNR (dB)**: mean ``|PSNR(I, I_Ĵ) - PSNR(I, I_J)|``, RGB PSNR of the full image's JPEG at the QFs;
-- **PLCC / SRCC** of Ĵ against J, and of the PSNR at Ĵ against the PSNR at J.
+- **PLCC / SRCC** of Ĵ against J, and of the PSNR at Ĵ against the PSNR at J;
+- a **95 % bootstrap interval** of the MAE (images resampled with replacement, seeded), and, given a constant guess
+  (``sgjnd train`` records its training labels' median in the checkpoint's sidecar), the guess's MAE on the same
+  images, the ratio of the model's MAE to it, and that ratio's paired bootstrap interval.
 
 A prediction of "even the lowest candidate is invisible" counts as Ĵ = lowest candidate - 1 (the label
 convention); for PSNR a QF is clamped to 1..100. This module needs numpy only; plots need matplotlib.
@@ -36,6 +39,8 @@ from sgjnd.runtime.jpeg import JpegCodec, psnr
 from sgjnd.runtime.predictor import JNDPredictor, PredictConfig
 
 WITHIN_K: tuple[int, ...] = (1, 3, 5, 10)
+BOOTSTRAP_RESAMPLES = 5000
+"""Resamples of the bootstrap intervals (seeded: the same images give the same interval)."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,7 @@ def compute_metrics(
     psnr_pred: Sequence[float] | None = None,
     pairs: tuple[int, int] | None = None,
     ks: Sequence[int] = WITHIN_K,
+    baseline: float | None = None,
 ) -> dict[str, float]:
     """The metrics of the module docstring from per-image values.
 
@@ -154,10 +160,13 @@ def compute_metrics(
         psnr_pred: PSNR at Ĵ per image.
         pairs: (agreeing, total) pair decisions over all images; gives ``pair_acc``.
         ks: the k of ``within_<k>``.
+        baseline: a constant guess of the JND, scored on the same images.
 
     Returns:
-        ``n``, ``mae_qf``, ``rmse_qf``, ``bias_qf`` (mean Ĵ - J), ``within_<k>``, ``plcc``, ``srcc`` and, when
-        given the inputs, ``dpsnr_db``, ``psnr_plcc``, ``psnr_srcc``, ``pair_acc``.
+        ``n``, ``mae_qf``, ``mae_ci_low``/``mae_ci_high`` (95 % bootstrap), ``rmse_qf``, ``bias_qf`` (mean Ĵ - J),
+        ``within_<k>``, ``plcc``, ``srcc`` and, when given the inputs, ``dpsnr_db``, ``psnr_plcc``, ``psnr_srcc``,
+        ``pair_acc``, and ``baseline_jnd``, ``baseline_mae_qf`` (its interval ``baseline_mae_ci_low``/``_high``),
+        ``mae_vs_baseline`` (model MAE / baseline MAE) with its paired interval ``mae_vs_baseline_ci_low``/``_high``.
 
     Raises:
         UsageError: no images, or sequences of different lengths.
@@ -172,6 +181,21 @@ def compute_metrics(
         "rmse_qf": float(np.sqrt(np.mean(err**2))),
         "bias_qf": float(np.mean(err)),
     }
+    draws = np.random.default_rng(0).integers(0, t.size, (BOOTSTRAP_RESAMPLES, t.size))
+    model_maes = np.abs(err)[draws].mean(axis=1)
+    out["mae_ci_low"], out["mae_ci_high"] = (float(v) for v in np.percentile(model_maes, [2.5, 97.5]))
+    if baseline is not None:
+        guess = np.abs(baseline - t)
+        guess_maes = guess[draws].mean(axis=1)
+        out["baseline_jnd"] = float(baseline)
+        out["baseline_mae_qf"] = float(guess.mean())
+        out["baseline_mae_ci_low"], out["baseline_mae_ci_high"] = (float(v) for v in
+                                                                   np.percentile(guess_maes, [2.5, 97.5]))
+        with np.errstate(divide="ignore", invalid="ignore"):  # a perfect guess: the ratio is inf or NaN
+            ratios = model_maes / guess_maes
+            out["mae_vs_baseline"] = float(out["mae_qf"] / guess.mean()) if guess.mean() else float("nan")
+        low, high = np.nanpercentile(ratios, [2.5, 97.5]) if np.isfinite(ratios).any() else (np.nan, np.nan)
+        out["mae_vs_baseline_ci_low"], out["mae_vs_baseline_ci_high"] = float(low), float(high)
     for k in ks:
         out[f"within_{k}"] = float(np.mean(np.abs(err) <= k))
     out["plcc"] = pearson(t.tolist(), p.tolist())
@@ -205,6 +229,7 @@ def evaluate_dataset(
     label: LabelConfig | None = None,
     *,
     progress: bool = True,
+    baseline: float | None = None,
 ) -> EvalResult:
     """Predict every source of ``dataset`` with ``models`` and score the predictions against the labels.
 
@@ -214,6 +239,7 @@ def evaluate_dataset(
         config: prediction settings (search strategy, candidates, patches); None uses the runtime defaults.
         label: label aggregation for human datasets.
         progress: progress lines on stderr.
+        baseline: a constant JND guess scored beside the model (e.g. the training labels' median).
 
     Raises:
         UsageError: no source could be evaluated.
@@ -248,7 +274,7 @@ def evaluate_dataset(
     metrics = compute_metrics(
         [i.true_jnd for i in images], [i.pred_jnd for i in images],
         psnr_true=[i.psnr_true for i in images], psnr_pred=[i.psnr_pred for i in images],
-        pairs=(sum(i.pairs_correct for i in images), sum(i.pairs_total for i in images)),
+        pairs=(sum(i.pairs_correct for i in images), sum(i.pairs_total for i in images)), baseline=baseline,
     )
     s = config.search
     search = (f"{s.strategy} search over QF {s.qfs[0]}..{s.qfs[-1]}, window {s.window}, τ {s.threshold:g}, "
@@ -298,7 +324,13 @@ def summary_markdown(result: EvalResult) -> str:
         "",
         "| metric | value |",
         "|---|---|",
-        f"| JND MAE (QF) | {_fmt(m['mae_qf'], 2)} |",
+        f"| JND MAE (QF) | {_fmt(m['mae_qf'], 2)} (95 % interval {_fmt(m['mae_ci_low'], 2)}–"
+        f"{_fmt(m['mae_ci_high'], 2)}) |",
+        *([f"| constant guess {m['baseline_jnd']:g}: MAE (QF) | {_fmt(m['baseline_mae_qf'], 2)} (95 % interval "
+           f"{_fmt(m['baseline_mae_ci_low'], 2)}–{_fmt(m['baseline_mae_ci_high'], 2)}) |",
+           f"| model MAE / constant guess MAE | {_fmt(m['mae_vs_baseline'], 2)}× (95 % interval "
+           f"{_fmt(m['mae_vs_baseline_ci_low'], 2)}–{_fmt(m['mae_vs_baseline_ci_high'], 2)}) |"]
+          if "baseline_mae_qf" in m else []),
         f"| JND RMSE (QF) | {_fmt(m['rmse_qf'], 2)} |",
         f"| bias Ĵ - J (QF) | {_fmt(m['bias_qf'], 2)} |",
         f"| within ±k QF | {within} |",
@@ -374,6 +406,10 @@ def plot_results(result: EvalResult, out_dir: Path, *, max_curves: int = 16) -> 
         ax.annotate(i.name[:14], (i.true_jnd, i.pred_jnd), fontsize=6, alpha=0.7)
     ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="true JND (QF)" + tag, ylabel="predicted JND (QF)",
            title=f"MAE {result.metrics['mae_qf']:.2f} QF, PLCC {_fmt(result.metrics['plcc'], 2)}")
+    if "baseline_jnd" in result.metrics:
+        ax.axhline(result.metrics["baseline_jnd"], color="0.5", lw=1, ls=":",
+                   label=f"constant guess {result.metrics['baseline_jnd']:g} "
+                         f"(MAE {result.metrics['baseline_mae_qf']:.2f})")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     path = out_dir / "pred_vs_true.png"
@@ -408,7 +444,9 @@ def plot_results(result: EvalResult, out_dir: Path, *, max_curves: int = 16) -> 
 
 def metrics_line(metrics: Mapping[str, Any]) -> str:
     """A one-line rendering of the main metrics for logs."""
-    return (f"MAE {metrics['mae_qf']:.2f} QF, within±5 {100 * metrics['within_5']:.0f} %, "
+    versus = (f" ({metrics['mae_vs_baseline']:.2f}x the constant guess {metrics['baseline_jnd']:g})"
+              if "mae_vs_baseline" in metrics else "")
+    return (f"MAE {metrics['mae_qf']:.2f} QF{versus}, within±5 {100 * metrics['within_5']:.0f} %, "
             f"PLCC {_fmt(metrics['plcc'], 3)}, SRCC {_fmt(metrics['srcc'], 3)}, "
             f"ΔPSNR {_fmt(metrics.get('dpsnr_db', float('nan')), 2)} dB, "
             f"pair acc {_fmt(100 * metrics.get('pair_acc', float('nan')), 1)} %")

@@ -451,10 +451,10 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in _RESUME_IGNORED}
 
 
-def _save(model: SGJND, path: Path, weights: str, fp16: bool) -> None:
+def _save(model: SGJND, path: Path, weights: str, fp16: bool, details: dict[str, Any]) -> None:
     if fp16:  # store FP16 values; load_checkpoint copies them into the FP32 model
         model = copy.deepcopy(model).half()
-    save_checkpoint(model, path, weights=weights)
+    save_checkpoint(model, path, weights=weights, details=details)
 
 
 def _validate(path: Path, val: JNDDataset, config: TrainConfig, label: LabelConfig) -> dict[str, float]:
@@ -518,6 +518,8 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
     optimizer = torch.optim.AdamW(groups, weight_decay=config.optim.weight_decay)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     sampler = Sampler(train_set, model, config, label)
+    # the constant guess a model must beat: `sgjnd evaluate` scores it beside the model
+    facts = {"train_label_median_qf": float(np.median(sampler.jnd)), "train_sources": len(train_set)}
     steps_per_epoch = config.sampling.steps_per_epoch or math.ceil(len(train_set) / config.sampling.images_per_batch)
     total_steps = steps_per_epoch * config.epochs
 
@@ -593,9 +595,9 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
             record["feature_cache"] = {"hits": cache.hits, "misses": cache.misses, "mb": round(cache.used / 2**20)}
         statement = weights_statement(config, dataset, len(train_set), epoch)
         model.eval()
-        _save(model, last, statement, config.save_fp16)
+        _save(model, last, statement, config.save_fp16, facts)
         if config.keep_epochs:
-            _save(model, out_dir / f"epoch_{epoch:03d}.pt", statement, config.save_fp16)
+            _save(model, out_dir / f"epoch_{epoch:03d}.pt", statement, config.save_fp16, facts)
         improved = False
         if len(val_set) and epoch % config.validation.every == 0:
             metrics = _validate(last, val_set, config, label)
@@ -607,7 +609,7 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
         elif not len(val_set):
             best_epoch, improved = epoch, True
         if improved:
-            _save(model, best, statement, config.save_fp16)
+            _save(model, best, statement, config.save_fp16, facts)
         record["seconds"] = round(time.perf_counter() - started, 1)
         record["best_epoch"] = best_epoch
         history.append(record)
@@ -631,7 +633,8 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
             log.info("early stop after epoch %d: no better validation MAE for %d validations", epoch, bad)
             break
     if not best.exists() and last.exists():
-        _save(model, best, weights_statement(config, dataset, len(train_set), epoch), config.save_fp16)
+        _save(model, best, weights_statement(config, dataset, len(train_set), epoch), config.save_fp16,
+              facts)
     return TrainResult(out_dir, best, last, len(history), best_epoch, best_mae, stopped, history)
 
 

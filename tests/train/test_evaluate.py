@@ -44,6 +44,20 @@ def test_exact_predictions_and_linear_relations() -> None:
         compute_metrics([1, 2], [1])
 
 
+def test_bootstrap_interval_and_the_constant_guess_beside_the_model() -> None:
+    true = [20.0, 24.0, 28.0, 30.0, 36.0, 40.0]
+    pred = [21.0, 24.0, 26.0, 31.0, 35.0, 43.0]  # |errors| 1, 0, 2, 1, 1, 3: MAE 1.33
+    m = compute_metrics(true, pred, baseline=30)  # |30 - J| 10, 6, 2, 0, 6, 10: MAE 5.67
+    assert m["mae_ci_low"] <= m["mae_qf"] <= m["mae_ci_high"] and 0 <= m["mae_ci_low"] < m["mae_ci_high"] <= 3
+    assert m["baseline_jnd"] == 30 and m["baseline_mae_qf"] == pytest.approx(34 / 6)
+    assert m["mae_vs_baseline"] == pytest.approx((8 / 6) / (34 / 6))
+    assert m["mae_vs_baseline_ci_low"] < m["mae_vs_baseline"] < m["mae_vs_baseline_ci_high"] < 1
+    assert compute_metrics(true, pred)["mae_ci_high"] == m["mae_ci_high"]  # seeded: the same images, the same
+    assert "baseline_mae_qf" not in compute_metrics(true, pred)
+    perfect_guess = compute_metrics([30.0, 30.0], [29.0, 31.0], baseline=30)
+    assert perfect_guess["baseline_mae_qf"] == 0 and np.isnan(perfect_guess["mae_vs_baseline"])
+
+
 def test_pair_counts_follow_the_label_convention() -> None:
     scores = {10: 0.1, 30: 0.4, 31: 0.6, 50: 0.9, 60: 0.3}
     assert pair_counts(scores, jnd=30) == (4, 5)  # QF 60 is invisible by the label but scored visible
@@ -57,7 +71,7 @@ def test_report_files_and_proxy_warning(tmp_path: Path) -> None:
                               pairs=(6, 6))
     result = EvalResult(images, metrics, "PROXY LABELS from x", False, "sgjnd_tiny", "torch", "trained on y", "full")
     text = summary_markdown(result)
-    assert "Proxy labels, not human data" in text and "| JND MAE (QF) | 2.00 |" in text
+    assert "Proxy labels, not human data" in text and "| JND MAE (QF) | 2.00 (95 % interval" in text
     files = write_report(result, tmp_path)
     names = {f.name for f in files}
     assert {"per_image.csv", "summary.md", "metrics.json"} <= names
@@ -85,3 +99,16 @@ def test_evaluate_a_checkpoint_through_the_runtime(proxy_csv: Path, tmp_path: Pa
     rows = (out / "per_image.csv").read_text().splitlines()
     assert len(rows) == 3 and {r.split(",")[0] for r in rows[1:]} == {"coffee__a", "coffee__b"}
     assert "UNTRAINED: test" in (out / "summary.md").read_text()
+    assert "constant guess" not in printed.out  # nothing recorded, none given
+
+    # the training labels' median, as `sgjnd train` records it, is scored beside the model
+    save_checkpoint(create_model("sgjnd_tiny", seed=0), ckpt, weights="UNTRAINED: test",
+                    details={"train_label_median_qf": 27.0})
+    args = parser.parse_args(["evaluate", str(ckpt), str(proxy_csv), "-o", str(out), "--search", "bisect",
+                              "--max-patches", "2", "--only", "coffee", "-q", "--no-plots"])
+    assert args.run(args) == 0
+    assert "the constant guess 27)" in capsys.readouterr().out
+    assert "| constant guess 27: MAE (QF) |" in (out / "summary.md").read_text()
+    args = parser.parse_args(["evaluate", str(ckpt), str(proxy_csv), "-o", str(out), "--baseline-jnd", "140"])
+    with pytest.raises(UsageError, match=r"--baseline-jnd is a JPEG quality in 0\.\.100, got 140"):
+        args.run(args)

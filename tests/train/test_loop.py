@@ -30,6 +30,14 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def train_labels(proxy_csv: Path) -> list[float]:
+    """The JNDs of the three training sources of ``tiny_config`` (rocket excluded, chelsea validates)."""
+    import csv
+
+    rows = csv.DictReader(line for line in proxy_csv.read_text().splitlines() if not line.startswith("#"))
+    return [float(r["jnd_qf"]) for r in rows if r["kind"] == "image" and r["group"] not in ("rocket", "chelsea")]
+
+
 def test_train_writes_checkpoints_and_resume_continues_exactly(proxy_csv: Path, tmp_path: Path,
                                                                tiny_config: MakeConfig) -> None:
     def config(out: Path) -> TrainConfig:  # validation after epoch 2 only, to keep the test fast
@@ -46,6 +54,8 @@ def test_train_writes_checkpoints_and_resume_continues_exactly(proxy_csv: Path, 
     sidecar = json.loads((tmp_path / "full" / "best.pt.json").read_text())
     assert "proxy labels from the test oracle" in sidecar["artifact"]["weights"]
     assert "not human data" in sidecar["artifact"]["weights"]
+    assert sidecar["artifact"]["details"]["train_sources"] == 3  # and the constant guess `evaluate` scores:
+    assert sidecar["artifact"]["details"]["train_label_median_qf"] == pytest.approx(np.median(train_labels(proxy_csv)))
     run = json.loads((tmp_path / "full" / "run.json").read_text())
     assert run["train_sources"] == 3 and run["val_sources"] == 1  # rocket excluded, chelsea validates
 
