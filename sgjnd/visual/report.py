@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sgjnd.errors import UsageError
+from sgjnd.fileio import check_output_dir, check_output_files
 from sgjnd.runtime.decode import decode_image
 from sgjnd.runtime.jpeg import JpegCodec
 from sgjnd.runtime.predictor import JNDResult
@@ -19,24 +19,22 @@ MAX_VIEWS = 50
 
 
 def check_report_dir(directory: Path) -> Path:
-    """Refuse a report directory that is a file, or that holds a ``report.html`` sgjnd did not write.
+    """Refuse a report directory that is not a folder, or that holds a ``report.html`` sgjnd did not write (the
+    rule of every output folder: :func:`sgjnd.fileio.check_output_dir` and :func:`~sgjnd.fileio.check_output_files`).
 
     Raises:
         UsageError: naming the path and what to do.
     """
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise UsageError(f"--report {directory} is a file; give a directory (report.html is written in it)")
-    page = directory / REPORT_NAME
-    if page.is_symlink() or (page.exists() and not page.is_file()):
-        raise UsageError(f"{page} is not a regular file; give another --report directory")
-    if page.is_file():
-        with page.open("rb") as handle:
-            head = handle.read(4096)
-        if GENERATOR.encode() not in head:
-            raise UsageError(f"{page} exists and was not written by sgjnd; it is left as it is: give another "
-                             "--report directory")
+    check_output_dir(directory, what="--report directory")
+    check_output_files(directory, {REPORT_NAME: _our_page}, what="--report directory")
     return directory
+
+
+def _our_page(path: Path) -> bool:
+    """Whether ``path`` is a report page sgjnd wrote: its head names the generator."""
+    with path.open("rb") as handle:
+        return GENERATOR.encode() in handle.read(4096)
 
 
 class RunReport:

@@ -78,11 +78,14 @@ def test_a_report_directory_never_replaces_a_file_sgjnd_did_not_write(tmp_path: 
     foreign = tmp_path / "a" / REPORT_NAME
     foreign.parent.mkdir()
     foreign.write_text("<html>someone else's page</html>")
-    with pytest.raises(UsageError, match="was not written by sgjnd"):
+    with pytest.raises(UsageError, match="sgjnd did not write it: left as it is"):
         check_report_dir(foreign.parent)
     assert foreign.read_text() == "<html>someone else's page</html>"
-    with pytest.raises(UsageError, match="is a file"):
+    with pytest.raises(UsageError, match="is a regular file, not a folder; expected the --report directory"):
         check_report_dir(foreign)
+    (tmp_path / "c" / REPORT_NAME).mkdir(parents=True)  # a folder where the page goes
+    with pytest.raises(UsageError, match=r"holds report\.html, which this command writes"):
+        check_report_dir(tmp_path / "c")
     own = tmp_path / "b" / REPORT_NAME
     own.parent.mkdir()
     own.write_text(report_html([], title="t", meta="m"))
@@ -93,7 +96,7 @@ def test_predict_refuses_a_foreign_report_before_any_work(tmp_path: Path, capsys
     (tmp_path / REPORT_NAME).write_text("not ours")
     code = main(["predict", str(tmp_path / "missing.png"), "--backend", "onnxruntime", "--model", str(tmp_path),
                  "--report", str(tmp_path)])
-    assert code == UsageError.exit_code and "was not written by sgjnd" in capsys.readouterr().err
+    assert code == UsageError.exit_code and "sgjnd did not write it" in capsys.readouterr().err
     assert (tmp_path / REPORT_NAME).read_text() == "not ours"
 
 
