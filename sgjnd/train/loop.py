@@ -451,7 +451,7 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in _RESUME_IGNORED}
 
 
-def _save(model: SGJND, path: Path, weights: str, fp16: bool, details: dict[str, Any]) -> None:
+def _save(model: SGJND, path: Path, weights: str, fp16: bool, details: dict[str, Any] | None = None) -> None:
     if fp16:  # store FP16 values; load_checkpoint copies them into the FP32 model
         model = copy.deepcopy(model).half()
     save_checkpoint(model, path, weights=weights, details=details)
