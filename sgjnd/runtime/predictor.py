@@ -189,12 +189,28 @@ class _Timer:
             self.ms[name] += (time.perf_counter() - start) * 1e3
 
 
-def jpeg_trials_for(models: ModelBackends, choice: str, rounds: str = "auto") -> tuple[Trials, str | None]:
-    """(trials, device) for :class:`~sgjnd.runtime.pairs.PairMaker`: ``choice`` with ``auto`` decided.
+@dataclass(frozen=True)
+class RoundPlan:
+    """Where a predictor's JPEG trials are made and its search rounds run, decided once from the backends.
 
-    ``auto`` picks the exact pipeline on the encoder's CUDA device when it runs on tensors there, else OpenCV;
+    Attributes:
+        trials: ``opencv`` or ``exact`` (see :class:`~sgjnd.runtime.pairs.PairMaker`).
+        device: the torch device the exact trials run on; None for OpenCV or numpy.
+        on_device: whether whole rounds run there (:mod:`sgjnd.runtime.device_rounds`).
+    """
+
+    trials: Trials
+    device: str | None
+    on_device: bool
+
+
+def plan_rounds(models: ModelBackends, choice: str, rounds: str = "auto") -> RoundPlan:
+    """The :class:`RoundPlan` for ``models`` under ``PredictConfig.jpeg`` = ``choice`` and ``.rounds`` = ``rounds``.
+
+    ``auto`` trials are the exact pipeline on the encoder's CUDA device when it runs on tensors there, else OpenCV;
     ``exact`` runs on that CUDA device, else on numpy (torch's CPU kernels are slower than numpy's for it: measured
-    3x). With ``rounds="device"`` the trials are made on the device where both graphs take tensors, a CPU included.
+    3x). ``auto`` rounds run on the device when both graphs take tensors on that one CUDA device and the trials are
+    made there. With ``rounds="device"`` trials and rounds run where both graphs take tensors, a CPU included.
 
     Raises:
         UsageError: ``rounds="device"`` where the graphs do not take tensors on one device, or with OpenCV trials.
@@ -212,10 +228,18 @@ def jpeg_trials_for(models: ModelBackends, choice: str, rounds: str = "auto") ->
         if choice == "opencv":
             raise UsageError("rounds='device' makes its JPEG trials with the exact pipeline on the device: use "
                              "jpeg='exact' or 'auto' with it, not 'opencv'")
-        return "exact", shared
+        return RoundPlan("exact", shared, on_device=True)
     if choice == "opencv" or (choice == "auto" and not on_cuda):
-        return "opencv", None
-    return "exact", encoder if on_cuda else None
+        return RoundPlan("opencv", None, on_device=False)
+    device = encoder if on_cuda else None
+    on_device = rounds == "auto" and device is not None and device == shared_tensor_device(models)
+    return RoundPlan("exact", device, on_device=on_device)
+
+
+def jpeg_trials_for(models: ModelBackends, choice: str, rounds: str = "auto") -> tuple[Trials, str | None]:
+    """(trials, device) of :func:`plan_rounds`: what :class:`~sgjnd.runtime.pairs.PairMaker` is given."""
+    plan = plan_rounds(models, choice, rounds)
+    return plan.trials, plan.device
 
 
 class JNDPredictor:
@@ -230,20 +254,16 @@ class JNDPredictor:
         self.models = models
         self.config = config or PredictConfig()
         self.spec = models.model
-        trials, device = jpeg_trials_for(models, self.config.jpeg, self.config.rounds)
-        self.pairs = PairMaker(
-            self.spec, margin=self.config.jpeg_margin, trials=trials, device=device, prefetch=self.config.prefetch_jpeg
-        )
+        plan = plan_rounds(models, self.config.jpeg, self.config.rounds)
+        self.pairs = PairMaker(self.spec, margin=self.config.jpeg_margin, trials=plan.trials, device=plan.device,
+                               prefetch=self.config.prefetch_jpeg)
         self.codec = self.pairs.codec
         self.batch_size = batch_size_for(models.encoder, self.config.batch_size)
         (patches,) = self.spec.encoder_graph().inputs  # one encoder input row: uint8 pixels or float32 patches
         self._patch_bytes = buffer_nbytes(patches, 1, np.dtype(patches.dtype).itemsize)
         self.device_rounds: DeviceRounds | None = None
-        on_device = self.config.rounds == "device" or (
-            self.config.rounds == "auto" and str(device).startswith("cuda") and device == shared_tensor_device(models)
-        )
-        if trials == "exact" and device is not None and on_device:
-            self.device_rounds = DeviceRounds(models, self.pairs, device, self.batch_size,
+        if plan.on_device and plan.device is not None:
+            self.device_rounds = DeviceRounds(models, self.pairs, plan.device, self.batch_size,
                                               pad=self.config.pad_last_batch)
 
     # -- public ----------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from sgjnd.runtime.backends.registry import open_model  # noqa: E402
 from sgjnd.runtime.decode import decode_image  # noqa: E402
 from sgjnd.runtime.device_rounds import encoder_input_on_device, shared_tensor_device  # noqa: E402
 from sgjnd.runtime.patches import normalize_patches  # noqa: E402
-from sgjnd.runtime.predictor import JNDPredictor, PredictConfig, jpeg_trials_for  # noqa: E402
+from sgjnd.runtime.predictor import JNDPredictor, PredictConfig, jpeg_trials_for, plan_rounds  # noqa: E402
 from sgjnd.runtime.search import SearchConfig  # noqa: E402
 
 CASES = ["torch-f32in", "torch-u8in", "onnxruntime-u8in", "onnxruntime-f32in", "tensorrt-fake-u8in"]
@@ -125,23 +125,26 @@ class _Runner:
 @pytest.mark.parametrize(
     ("encoder", "head", "choice", "want"),
     [
-        ("cuda:0", "cuda:0", "auto", ("exact", "cuda:0")),  # a GPU: trials and rounds there
-        ("cuda:0", None, "auto", ("exact", "cuda:0")),  # trials on the GPU, rounds on the host
-        ("cuda", "cuda:0", "auto", ("exact", "cuda")),  # torch's "cuda" is device 0
-        ("cuda:0", "cuda:1", "exact", ("exact", "cuda:0")),
-        ("cpu", "cpu", "auto", ("opencv", None)),
-        ("cpu", "cpu", "exact", ("exact", None)),
-        (None, None, "exact", ("exact", None)),
-        ("cuda:0", "cuda:0", "opencv", ("opencv", None)),
+        ("cuda:0", "cuda:0", "auto", ("exact", "cuda:0", True)),  # a GPU: trials and rounds there
+        ("cuda:0", None, "auto", ("exact", "cuda:0", False)),  # trials on the GPU, rounds on the host
+        ("cuda", "cuda:0", "auto", ("exact", "cuda", True)),  # torch's "cuda" is device 0
+        ("cuda:0", "cuda:1", "exact", ("exact", "cuda:0", False)),
+        ("cpu", "cpu", "auto", ("opencv", None, False)),
+        ("cpu", "cpu", "exact", ("exact", None, False)),
+        (None, None, "exact", ("exact", None, False)),
+        ("cuda:0", "cuda:0", "opencv", ("opencv", None, False)),
     ],
 )
-def test_jpeg_trials_follow_where_the_graphs_run(
-    encoder: str | None, head: str | None, choice: str, want: tuple[str, str | None]
+def test_jpeg_trials_and_rounds_follow_where_the_graphs_run(
+    encoder: str | None, head: str | None, choice: str, want: tuple[str, str | None, bool]
 ) -> None:
     from sgjnd.spec import ModelSpec
 
     models = ModelBackends(ModelSpec("x", 64, 128), _Runner(encoder), _Runner(head))  # type: ignore[arg-type]
-    assert jpeg_trials_for(models, choice) == want
+    plan = plan_rounds(models, choice)
+    assert (plan.trials, plan.device, plan.on_device) == want
+    assert jpeg_trials_for(models, choice) == want[:2]
+    assert not plan_rounds(models, choice, "host").on_device
 
 
 @pytest.mark.parametrize("channel_order", ["rgb", "bgr"])
