@@ -25,6 +25,7 @@ Mode = Literal["binary", "sur"]
 QfSampling = Literal["balanced", "uniform"]
 Schedule = Literal["cosine", "constant"]
 Strategy = Literal["full", "coarse-to-fine", "bisect"]
+FrozenRuntime = Literal["torch", "onnxruntime"]
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ class TrainConfig:
     threads: int = 2
     cache_frozen_features: bool = False
     feature_cache_mb: int = 2048
-    frozen_backbone: Literal["torch", "onnxruntime"] = "torch"
+    frozen_backbone: FrozenRuntime = "torch"
     save_fp16: bool = False
     keep_epochs: bool = False
     weights: str | None = None

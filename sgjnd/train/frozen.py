@@ -12,16 +12,16 @@ from __future__ import annotations
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, get_args
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from sgjnd.errors import UsageError
+from sgjnd.train.config import FrozenRuntime
 
-FrozenRuntime = Literal["torch", "onnxruntime"]
-FROZEN_RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime")
+FROZEN_RUNTIMES: tuple[str, ...] = get_args(FrozenRuntime)
 
 
 class FrozenBackbone:
@@ -50,7 +50,7 @@ class FrozenBackbone:
 
 
 def _ort_session(backbone: nn.Module, threads: int, patch_size: int) -> Any:
-    """An ONNX Runtime CPU session of ``backbone`` (eval mode, dynamic batch), exported in memory."""
+    """An ONNX Runtime CPU session of ``backbone`` (eval mode, dynamic batch), exported through a temporary file."""
     try:
         import onnxruntime as ort
     except ImportError as err:  # pragma: no cover - onnxruntime is a core dependency
