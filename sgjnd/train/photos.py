@@ -238,12 +238,13 @@ def collect(dest: Path, photos: Sequence[OfflinePhoto] = TRAINING_PHOTOS, *, til
         seen[digest] = photo.name
         boxes = photo.crops or ((0, 0, image.shape[0], image.shape[1]),)
         for i, (y, x, h, w) in enumerate(boxes):
+            crop = np.ascontiguousarray(image[y:y + h, x:x + w])
             for scale in scales:
-                crop = np.ascontiguousarray(image[y:y + h, x:x + w])
+                scaled = crop
                 if scale != 1:  # the same scene at a lower resolution: other textures, a label of its own
                     size = (round(crop.shape[1] / scale), round(crop.shape[0] / scale))
-                    crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-                written += _write_pieces(dest, _piece_name(photo, i, scale), crop, tile, tile_stride, max_tiles,
+                    scaled = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+                written += _write_pieces(dest, _piece_name(photo, i, scale), scaled, tile, tile_stride, max_tiles,
                                          missing)
     return written, missing
 
