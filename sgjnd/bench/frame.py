@@ -260,8 +260,9 @@ def count_macs_torch(module: torch.nn.Module, example: torch.Tensor) -> MacCount
     """Count the MACs of ``module(example)`` per sample with forward hooks.
 
     Counted: ``nn.Conv2d`` (output elements · input channels per group · kernel area), ``nn.Linear`` (output
-    elements · input features) and ``nn.MultiheadAttention`` (query, key, value and output projections count as
-    ``linear``, QKᵀ and attention·V as ``attention``; its submodules are called functionally, never twice).
+    elements · input features) and attention, ``nn.MultiheadAttention`` or the model's
+    :class:`~sgjnd.model.sgjnd_net.CrossAttention` (query, key, value and output projections count as ``linear``,
+    QKᵀ and attention·V as ``attention``; their submodules are counted with them, never twice).
 
     Args:
         module: the network (in eval mode), e.g. ``model.encoder``.
@@ -273,10 +274,12 @@ def count_macs_torch(module: torch.nn.Module, example: torch.Tensor) -> MacCount
     import torch
     from torch import nn
 
+    from sgjnd.model.sgjnd_net import CrossAttention
+
     counts: dict[str, int] = {"conv": 0, "linear": 0, "attention": 0}
     inside_mha: set[int] = set()
     for sub in module.modules():
-        if isinstance(sub, nn.MultiheadAttention):
+        if isinstance(sub, nn.MultiheadAttention | CrossAttention):
             inside_mha.update(id(m) for m in sub.modules() if m is not sub)
 
     def on_conv(mod: Any, args: tuple[Any, ...], out: torch.Tensor) -> None:
@@ -289,12 +292,19 @@ def count_macs_torch(module: torch.nn.Module, example: torch.Tensor) -> MacCount
     def on_mha(mod: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         query = args[0] if args else kwargs["query"]
         key = args[1] if len(args) > 1 else kwargs["key"]
-        batch_first = bool(getattr(mod, "batch_first", False))
-        n, lq = (query.shape[0], query.shape[1]) if batch_first else (query.shape[1], query.shape[0])
-        lk = key.shape[1] if batch_first else key.shape[0]
-        e, kdim, vdim = int(mod.embed_dim), int(mod.kdim), int(mod.vdim)
-        # The projections are weight products (linear, as in an ONNX export); QKᵀ and attention·V are attention.
-        counts["linear"] += int(n) * (lq * e * e + lk * kdim * e + lk * vdim * e + lq * e * e)
+        if isinstance(mod, CrossAttention):  # batch-first query (M, Lq, d), channel-major context (M, d, Lk)
+            n, lq, lk = query.shape[0], query.shape[1], key.shape[2]
+        elif mod.batch_first:
+            n, lq, lk = query.shape[0], query.shape[1], key.shape[1]
+        else:
+            n, lq, lk = query.shape[1], query.shape[0], key.shape[0]
+        e = int(mod.embed_dim)
+        kdim, vdim = int(getattr(mod, "kdim", e)), int(getattr(mod, "vdim", e))
+        # Kinds as in the ONNX export: the query and output projections are weight products (linear), the key and
+        # value projections too, but CrossAttention's are 1x1 convolutions; QKᵀ and attention·V are attention.
+        key_value = int(n) * (lk * kdim * e + lk * vdim * e)
+        counts["conv" if isinstance(mod, CrossAttention) else "linear"] += key_value
+        counts["linear"] += int(n) * 2 * lq * e * e
         counts["attention"] += int(n) * 2 * lq * lk * e
 
     handles = []
@@ -303,7 +313,7 @@ def count_macs_torch(module: torch.nn.Module, example: torch.Tensor) -> MacCount
             handles.append(sub.register_forward_hook(on_conv))
         elif isinstance(sub, nn.Linear):
             handles.append(sub.register_forward_hook(on_linear))
-        elif isinstance(sub, nn.MultiheadAttention):
+        elif isinstance(sub, nn.MultiheadAttention | CrossAttention):
             handles.append(sub.register_forward_hook(on_mha, with_kwargs=True))
     try:
         with torch.inference_mode():

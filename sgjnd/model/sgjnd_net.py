@@ -6,7 +6,7 @@ q in (0, 1) and a patch weight w > 0. The image score at one JPEG quality is ``S
 
 The alternative readings the notes list are kept where they cost a line: which tokens are the attention query
 (``query``), how the pair is fused (``fusion``) and the weight activation (``weight_act``). Both graphs export to
-ONNX with a dynamic batch: no data-dependent Python control flow, attention through ``nn.MultiheadAttention``.
+ONNX with a dynamic batch: no data-dependent Python control flow, attention by :class:`CrossAttention`.
 """
 
 from __future__ import annotations
@@ -116,6 +116,52 @@ def check_config_keys(kwargs: dict[str, Any]) -> None:
         raise UsageError(f"unknown model option(s) {unknown}: expected some of {known}")
 
 
+class CrossAttention(nn.Module):
+    """Multi-head attention from token-major queries (M, Lq, d) to a channel-major context (M, d, Lk).
+
+    The same function and parameters as ``nn.MultiheadAttention(dim, heads, batch_first=True)`` (``in_proj_weight``,
+    ``in_proj_bias``, ``out_proj``: checkpoints of either load into the other, and a seeded init draws the same
+    values), computed so that the exported graph moves no large tensor: the keys and values are 1x1 convolutions of
+    the channel-major context, split into heads by reshapes, and only the short query side (the F4 tokens) is
+    transposed. ``nn.MultiheadAttention`` transposes its batch-first inputs to sequence-first and every projection
+    back into heads; on the first layer (3136 context tokens per patch) those copies cost OpenVINO's INT8 graph
+    more than the attention's arithmetic.
+
+    Args:
+        dim: token width d.
+        heads: attention heads; must divide ``dim``.
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise UsageError(f"dim ({dim}) must be divisible by heads ({heads})")
+        self.embed_dim, self.num_heads = dim, heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        # nn.MultiheadAttention's initialisation, in its order (out_proj's draw first), so seeded models are unchanged
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.in_proj_bias)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, query: Tensor, context: Tensor) -> Tensor:
+        """Attend from ``query`` (M, Lq, d) to ``context`` (M, d, Lk); returns (M, Lq, d)."""
+        m, lq, d = query.shape
+        heads = self.num_heads
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
+        q = F.linear(query, w_q, b_q) * (d // heads) ** -0.5
+        q = q.reshape(m, lq, heads, d // heads).transpose(1, 2)  # (M, H, Lq, d/H)
+        k = F.conv1d(context, w_k.unsqueeze(-1), b_k).reshape(m, heads, d // heads, -1)  # (M, H, d/H, Lk)
+        v = F.conv1d(context, w_v.unsqueeze(-1), b_v).reshape(m, heads, d // heads, -1)
+        attn = torch.softmax(torch.matmul(q, k), dim=-1)  # (M, H, Lq, Lk)
+        # a MatMul reading its second input transposed: ONNX Runtime, OpenVINO and TensorRT fold the Transpose
+        out = torch.matmul(attn, v.transpose(-1, -2))  # (M, H, Lq, d/H)
+        result: Tensor = self.out_proj(out.transpose(1, 2).reshape(m, lq, d))
+        return result
+
+
 class CSALayer(nn.Module):
     """One cross-scale attention layer: ``x = LN(q + MHA(q, kv, kv))``, then ``LN(x + FFN(x))``.
 
@@ -127,15 +173,14 @@ class CSALayer(nn.Module):
 
     def __init__(self, dim: int, heads: int, ffn_ratio: int = 4) -> None:
         super().__init__()
-        self.mha = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.mha = CrossAttention(dim, heads)
         self.ln1 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_ratio * dim), nn.GELU(), nn.Linear(ffn_ratio * dim, dim))
         self.ln2 = nn.LayerNorm(dim)
 
     def forward(self, query: Tensor, context: Tensor) -> Tensor:
-        """Attend from ``query`` (M, Lq, d) to ``context`` (M, Lk, d); returns (M, Lq, d)."""
-        attended, _ = self.mha(query, context, context, need_weights=False)
-        x = self.ln1(query + attended)
+        """Attend from ``query`` tokens (M, Lq, d) to a channel-major ``context`` (M, d, Lk); returns (M, Lq, d)."""
+        x = self.ln1(query + self.mha(query, context))
         out: Tensor = self.ln2(x + self.ffn(x))
         return out
 
@@ -183,11 +228,13 @@ class SGJNDEncoder(nn.Module):
 
     def features_from_stages(self, stages: Sequence[Tensor]) -> Tensor:
         """Features (M, 4d) from the backbone's stage outputs F1..F4 (training reuses cached stage outputs)."""
-        tokens = [proj(f).flatten(2).transpose(1, 2) for proj, f in zip(self.proj, stages, strict=True)]
-        semantic = tokens[3]
+        # channel-major (M, d, H·W) maps: the attention reads its context in this layout, so only the short F4
+        # token set (and, for the ``detail`` query, the lower stage it queries from) is transposed to tokens
+        maps = [proj(f).flatten(2) for proj, f in zip(self.proj, stages, strict=True)]
+        semantic = maps[3].transpose(1, 2)
         pooled = []
-        for csa, lower in zip(self.csa, tokens[:3], strict=True):
-            fused = csa(semantic, lower) if self.semantic_query else csa(lower, semantic)
+        for csa, lower in zip(self.csa, maps[:3], strict=True):
+            fused = csa(semantic, lower) if self.semantic_query else csa(lower.transpose(1, 2), maps[3])
             pooled.append(fused.mean(dim=1))
         pooled.append(semantic.mean(dim=1))
         return torch.cat(pooled, dim=1)

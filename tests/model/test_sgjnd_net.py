@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from sgjnd.errors import SpecError, UsageError
 from sgjnd.model import SGJND, CSALayer, SGJNDConfig, aggregate, create_model, model_from_spec
-from sgjnd.model.sgjnd_net import WEIGHT_EPS
+from sgjnd.model.sgjnd_net import WEIGHT_EPS, CrossAttention
 from sgjnd.spec import JpegSettings
 
 
@@ -87,10 +88,56 @@ def test_absdiff_fusion_is_symmetric() -> None:
 def test_csa_layer_keeps_the_query_length() -> None:
     layer = CSALayer(dim=16, heads=4, ffn_ratio=2).eval()
     with torch.inference_mode():
-        out = layer(torch.randn(2, 5, 16), torch.randn(2, 33, 16))
+        out = layer(torch.randn(2, 5, 16), torch.randn(2, 16, 33))  # context channel-major
     assert out.shape == (2, 5, 16)
     # both LayerNorms have unit gain and zero bias at init: each token is normalised
     torch.testing.assert_close(out.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
+
+
+def test_cross_attention_is_multihead_attention_with_a_channel_major_context() -> None:
+    # the same seeded parameters as nn.MultiheadAttention (so seeded models and old checkpoints are unchanged) and
+    # the same function, reading the context as (M, d, Lk)
+    torch.manual_seed(7)
+    reference = nn.MultiheadAttention(24, 3, batch_first=True).eval()
+    torch.manual_seed(7)
+    ours = CrossAttention(24, 3).eval()
+    assert ours.state_dict().keys() == reference.state_dict().keys()
+    for name, value in reference.state_dict().items():
+        assert torch.equal(ours.state_dict()[name], value), name
+    with torch.no_grad():  # trained-looking values: nonzero biases, another draw
+        for p in reference.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    ours.load_state_dict(reference.state_dict())
+    query, context = torch.randn(3, 7, 24), torch.randn(3, 50, 24)
+    with torch.inference_mode():
+        expected, _ = reference(query, context, context, need_weights=False)
+        got = ours(query, context.transpose(1, 2))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("query", ["semantic", "detail"])
+def test_encoder_features_are_the_multihead_attention_reading(query: str) -> None:
+    # the encoder's channel-major plumbing gives what token-major nn.MultiheadAttention layers give, for both roles
+    model = create_model("sgjnd_tiny", seed=0, query=query).eval()
+    encoder = model.encoder
+    stages = [torch.randn(2, c, 8 // 2**min(i, 2), 8 // 2**min(i, 2)) for i, c in enumerate(encoder.backbone.channels)]
+
+    def reference_layer(layer: CSALayer, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        mha = nn.MultiheadAttention(layer.mha.embed_dim, layer.mha.num_heads, batch_first=True).eval()
+        mha.load_state_dict(layer.mha.state_dict())
+        x = layer.ln1(q + mha(q, kv, kv, need_weights=False)[0])
+        return layer.ln2(x + layer.ffn(x))
+
+    with torch.inference_mode():
+        tokens = [proj(f).flatten(2).transpose(1, 2) for proj, f in zip(encoder.proj, stages, strict=True)]
+        pooled = []
+        for layer, lower in zip(encoder.csa, tokens[:3], strict=True):
+            fused = reference_layer(layer, tokens[3], lower) if query == "semantic" else \
+                reference_layer(layer, lower, tokens[3])
+            pooled.append(fused.mean(1))
+        expected = torch.cat([*pooled, tokens[3].mean(1)], 1)
+        got = encoder.features_from_stages(stages)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_aggregate_is_the_weighted_mean() -> None:
