@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
 import types
 import typing
@@ -135,6 +136,9 @@ class ValidationConfig:
         max_qf: highest candidate QF.
         every: validate every this many epochs.
         patience: stop after this many validations without a better JND MAE; 0 never stops early.
+        only: a regular expression; when set, only the validation items whose name it matches (``re.search``) are
+            scored, e.g. the whole photos and not their tiles when the model is judged on whole photos. Training
+            still never sees any item of a validation group.
     """
 
     strategy: Strategy = "coarse-to-fine"
@@ -144,6 +148,7 @@ class ValidationConfig:
     max_qf: int = 100
     every: int = 1
     patience: int = 5
+    only: str = ""
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,11 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UsageError(f"invalid training config: {message}")
+        try:
+            re.compile(self.validation.only)
+        except re.error as exc:
+            raise UsageError(f"invalid training config: validation.only {self.validation.only!r} is not a regular "
+                             f"expression ({exc}); e.g. '^[^_]+$' for names without a tile suffix") from exc
 
     @property
     def candidate_qfs(self) -> tuple[int, ...]:

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import logging
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -503,6 +504,12 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
                                            seed=config.data.split_seed, val_groups=config.data.val_groups)
     if not len(train_set):
         raise UsageError(f"no training sources left in {dataset.root} after the split and exclusions")
+    if config.validation.only and len(val_set):
+        pattern = re.compile(config.validation.only)
+        val_set = val_set.subset(s.name for s in val_set.sources if pattern.search(s.name))
+        if not len(val_set):
+            raise UsageError(f"validation.only {config.validation.only!r} matches none of the validation items "
+                             f"(names like {[s.name for s in dataset.sources[:3]]}): loosen it or drop it")
 
     model = build_model(config)
     if dataset.jpeg is not None and dataset.jpeg != model.spec.jpeg:

@@ -189,3 +189,20 @@ def test_train_command_dry_run(proxy_csv: Path, tmp_path: Path, capsys: pytest.C
     assert args.run(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["config"]["epochs"] == 3 and out["split"]["val"] == ["chelsea"] and len(out["split"]["train"]) == 4
+
+
+def test_validation_only_scores_the_matching_items(proxy_csv: Path, tmp_path: Path, tiny_config: MakeConfig) -> None:
+    base = tiny_config(proxy_csv, tmp_path, epochs=1)
+
+    def with_validation(only: str) -> TrainConfig:
+        return dataclasses.replace(base, data=dataclasses.replace(base.data, val_groups=["coffee"]),
+                                   validation=dataclasses.replace(base.validation, only=only))
+
+    result = train(with_validation("__a$"), tmp_path / "a", progress=False)
+    run = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert run["val_sources"] == 1 and run["train_sources"] == 2  # coffee__b is neither scored nor trained on
+    assert result.best_mae is not None
+    with pytest.raises(UsageError, match=r"validation.only '__c\$' matches none of the validation items"):
+        train(with_validation("__c$"), tmp_path / "c", progress=False)
+    with pytest.raises(UsageError, match=r"validation.only '\(' is not a regular expression"):
+        with_validation("(")
