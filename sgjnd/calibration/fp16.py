@@ -77,7 +77,7 @@ def attention_matmuls(model: Any) -> list[str]:
     """Names of the MatMul nodes whose two inputs are both computed from the graph input (attention).
 
     A tensor is constant when it is an initializer, a Constant node's or a Shape node's output (shapes do not
-    depend on pixel values) or computed from constants only (a weight sliced with a size read from a shape, as the
+    depend on pixel values) or computed from constants only (a weight sliced with a size read from a shape, as an
     exported ``nn.MultiheadAttention`` does); a MatMul with a constant input is a projection, the others multiply
     two activations, which is what attention does (scores ``Q·Kᵀ`` and ``attention·V``).
     """

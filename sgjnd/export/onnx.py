@@ -328,8 +328,8 @@ def _export(
             # The TorchScript exporter is deprecated in favour of dynamo; it is chosen deliberately (module docstring).
             warnings.simplefilter("ignore", category=DeprecationWarning)
             warnings.simplefilter("ignore", category=FutureWarning)
-            # MultiheadAttention's shape assertions trace to constants; the dynamic batch is proven instead by the
-            # parity check at two batch sizes.
+            # shapes read in Python (the attention's reshapes) trace to constants; the dynamic batch is proven
+            # instead by the parity check at two batch sizes.
             warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
             # dynamo: both head inputs share one batch Dim on purpose, which it reports as an unused axis name.
             warnings.filterwarnings("ignore", message=".*shares the same shape constraints", category=UserWarning)
