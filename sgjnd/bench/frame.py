@@ -292,8 +292,8 @@ def count_macs_torch(module: torch.nn.Module, example: torch.Tensor) -> MacCount
     def on_mha(mod: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         query = args[0] if args else kwargs["query"]
         key = args[1] if len(args) > 1 else kwargs["key"]
-        if isinstance(mod, CrossAttention):  # batch-first query (M, Lq, d), channel-major context (M, d, Lk)
-            n, lq, lk = query.shape[0], query.shape[1], key.shape[2]
+        if isinstance(mod, CrossAttention):  # batch-first query (M, Lq, d), a context map (M, d, H, W)
+            n, lq, lk = query.shape[0], query.shape[1], key.shape[2] * key.shape[3]
         elif mod.batch_first:
             n, lq, lk = query.shape[0], query.shape[1], key.shape[1]
         else:

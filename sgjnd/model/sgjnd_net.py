@@ -117,12 +117,12 @@ def check_config_keys(kwargs: dict[str, Any]) -> None:
 
 
 class CrossAttention(nn.Module):
-    """Multi-head attention from token-major queries (M, Lq, d) to a channel-major context (M, d, Lk).
+    """Multi-head attention from token-major queries (M, Lq, d) to a channel-major context map (M, d, H, W).
 
     The same function and parameters as ``nn.MultiheadAttention(dim, heads, batch_first=True)`` (``in_proj_weight``,
     ``in_proj_bias``, ``out_proj``: checkpoints of either load into the other, and a seeded init draws the same
     values), computed so that the exported graph moves no large tensor: the keys and values are 1x1 convolutions of
-    the channel-major context, split into heads by reshapes, and only the short query side (the F4 tokens) is
+    the context map, split into heads by reshapes, and only the short query side (the F4 tokens) is
     transposed. ``nn.MultiheadAttention`` transposes its batch-first inputs to sequence-first and every projection
     back into heads; on the first layer (3136 context tokens per patch) those copies cost OpenVINO's INT8 graph
     more than the attention's arithmetic.
@@ -146,15 +146,15 @@ class CrossAttention(nn.Module):
         nn.init.zeros_(self.out_proj.bias)
 
     def forward(self, query: Tensor, context: Tensor) -> Tensor:
-        """Attend from ``query`` (M, Lq, d) to ``context`` (M, d, Lk); returns (M, Lq, d)."""
+        """Attend from ``query`` (M, Lq, d) to the H·W positions of ``context`` (M, d, H, W); returns (M, Lq, d)."""
         m, lq, d = query.shape
         heads = self.num_heads
         w_q, w_k, w_v = self.in_proj_weight.chunk(3)
         b_q, b_k, b_v = self.in_proj_bias.chunk(3)
         q = F.linear(query, w_q, b_q) * (d // heads) ** -0.5
         q = q.reshape(m, lq, heads, d // heads).transpose(1, 2)  # (M, H, Lq, d/H)
-        k = F.conv1d(context, w_k.unsqueeze(-1), b_k).reshape(m, heads, d // heads, -1)  # (M, H, d/H, Lk)
-        v = F.conv1d(context, w_v.unsqueeze(-1), b_v).reshape(m, heads, d // heads, -1)
+        k = F.conv2d(context, w_k[..., None, None], b_k).reshape(m, heads, d // heads, -1)  # (M, H, d/H, Lk)
+        v = F.conv2d(context, w_v[..., None, None], b_v).reshape(m, heads, d // heads, -1)
         attn = torch.softmax(torch.matmul(q, k), dim=-1)  # (M, H, Lq, Lk)
         # a MatMul reading its second input transposed: ONNX Runtime, OpenVINO and TensorRT fold the Transpose
         out = torch.matmul(attn, v.transpose(-1, -2))  # (M, H, Lq, d/H)
@@ -179,7 +179,7 @@ class CSALayer(nn.Module):
         self.ln2 = nn.LayerNorm(dim)
 
     def forward(self, query: Tensor, context: Tensor) -> Tensor:
-        """Attend from ``query`` tokens (M, Lq, d) to a channel-major ``context`` (M, d, Lk); returns (M, Lq, d)."""
+        """Attend from ``query`` tokens (M, Lq, d) to a ``context`` map (M, d, H, W); returns (M, Lq, d)."""
         x = self.ln1(query + self.mha(query, context))
         out: Tensor = self.ln2(x + self.ffn(x))
         return out
@@ -228,15 +228,17 @@ class SGJNDEncoder(nn.Module):
 
     def features_from_stages(self, stages: Sequence[Tensor]) -> Tensor:
         """Features (M, 4d) from the backbone's stage outputs F1..F4 (training reuses cached stage outputs)."""
-        # channel-major (M, d, H·W) maps: the attention reads its context in this layout, so only the short F4
-        # token set (and, for the ``detail`` query, the lower stage it queries from) is transposed to tokens
-        maps = [proj(f).flatten(2) for proj, f in zip(self.proj, stages, strict=True)]
-        semantic = maps[3].transpose(1, 2)
+        # the attention reads its context as the (M, d, H, W) map itself: only the short F4 token set (and, for the
+        # ``detail`` query, the lower stage it queries from) is transposed to tokens
+        maps = [proj(f) for proj, f in zip(self.proj, stages, strict=True)]
+        semantic = maps[3].flatten(2).transpose(1, 2)
         pooled = []
         for csa, lower in zip(self.csa, maps[:3], strict=True):
-            fused = csa(semantic, lower) if self.semantic_query else csa(lower.transpose(1, 2), maps[3])
+            fused = csa(semantic, lower) if self.semantic_query else csa(lower.flatten(2).transpose(1, 2), maps[3])
             pooled.append(fused.mean(dim=1))
-        pooled.append(semantic.mean(dim=1))
+        # pooled over the map, not over its transposed tokens: the same mean, but OpenVINO 2026.4 computed the token
+        # mean after that Transpose wrongly in the QDQ INT8 graphs (features cosine 0.5 to ONNX Runtime's on them)
+        pooled.append(maps[3].mean(dim=(2, 3)))
         return torch.cat(pooled, dim=1)
 
 

@@ -88,7 +88,7 @@ def test_absdiff_fusion_is_symmetric() -> None:
 def test_csa_layer_keeps_the_query_length() -> None:
     layer = CSALayer(dim=16, heads=4, ffn_ratio=2).eval()
     with torch.inference_mode():
-        out = layer(torch.randn(2, 5, 16), torch.randn(2, 16, 33))  # context channel-major
+        out = layer(torch.randn(2, 5, 16), torch.randn(2, 16, 3, 11))  # a context map
     assert out.shape == (2, 5, 16)
     # both LayerNorms have unit gain and zero bias at init: each token is normalised
     torch.testing.assert_close(out.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
@@ -96,7 +96,7 @@ def test_csa_layer_keeps_the_query_length() -> None:
 
 def test_cross_attention_is_multihead_attention_with_a_channel_major_context() -> None:
     # the same seeded parameters as nn.MultiheadAttention (so seeded models and old checkpoints are unchanged) and
-    # the same function, reading the context as (M, d, Lk)
+    # the same function, reading the context as a map (M, d, H, W)
     torch.manual_seed(7)
     reference = nn.MultiheadAttention(24, 3, batch_first=True).eval()
     torch.manual_seed(7)
@@ -108,16 +108,17 @@ def test_cross_attention_is_multihead_attention_with_a_channel_major_context() -
         for p in reference.parameters():
             p.add_(0.3 * torch.randn_like(p))
     ours.load_state_dict(reference.state_dict())
-    query, context = torch.randn(3, 7, 24), torch.randn(3, 50, 24)
+    query, context = torch.randn(3, 7, 24), torch.randn(3, 24, 5, 10)
+    tokens = context.flatten(2).transpose(1, 2)  # (3, 50, 24), row-major positions
     with torch.inference_mode():
-        expected, _ = reference(query, context, context, need_weights=False)
-        got = ours(query, context.transpose(1, 2))
+        expected, _ = reference(query, tokens, tokens, need_weights=False)
+        got = ours(query, context)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("query", ["semantic", "detail"])
 def test_encoder_features_are_the_multihead_attention_reading(query: str) -> None:
-    # the encoder's channel-major plumbing gives what token-major nn.MultiheadAttention layers give, for both roles
+    # the encoder's map-as-context plumbing gives what token-major nn.MultiheadAttention layers give, for both roles
     model = create_model("sgjnd_tiny", seed=0, query=query).eval()
     encoder = model.encoder
     stages = [torch.randn(2, c, 8 // 2**min(i, 2), 8 // 2**min(i, 2)) for i, c in enumerate(encoder.backbone.channels)]

@@ -236,6 +236,17 @@ def test_int8_qdq_graphs_run_integer_kernels_close_to_fp32(int8_dir: Path, preci
     assert all(r.passed for r in results), [r.line() for r in results]
 
 
+@pytest.mark.parametrize("precision", ["int8-ort", "int8"])
+def test_int8_qdq_graphs_compute_what_onnx_runtime_computes_on_them(int8_dir: Path, precision: str) -> None:
+    # The same QDQ graph on both runtimes: only rounding may differ. This caught OpenVINO 2026.4 computing the
+    # encoder's F4 token mean wrongly behind a Transpose in these graphs (features cosine 0.5 on sgjnd_r50).
+    patches = tiny_patches(8)
+    reference = _run(int8_dir, patches, "onnxruntime", precision=precision)["features"].astype(np.float64)
+    features = _run(int8_dir, patches, precision=precision)["features"].astype(np.float64)
+    cosine = np.sum(reference * features, 1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(features, axis=1))
+    assert cosine.min() > 0.999, cosine
+
+
 def test_description_names_the_inference_precision_of_int8_graphs(int8_dir: Path) -> None:
     backend = openvino_backend.open_model(int8_dir, precision="int8-ort", inference_precision="bf16").encoder
     assert backend.description == "openvino CPU int8-ort + bf16"
