@@ -125,7 +125,7 @@ class CrossAttention(nn.Module):
     the context map, split into heads by reshapes, and only the short query side (the F4 tokens) is
     transposed. ``nn.MultiheadAttention`` transposes its batch-first inputs to sequence-first and every projection
     back into heads; on the first layer (3136 context tokens per patch) those copies cost OpenVINO's INT8 graph
-    more than the attention's arithmetic.
+    about as much as the attention's arithmetic (benchmarks/results/2026-12-07-openvino-cpu-attention/).
 
     Args:
         dim: token width d.
