@@ -236,12 +236,6 @@ def plan_rounds(models: ModelBackends, choice: str, rounds: str = "auto") -> Rou
     return RoundPlan("exact", device, on_device=on_device)
 
 
-def jpeg_trials_for(models: ModelBackends, choice: str, rounds: str = "auto") -> tuple[Trials, str | None]:
-    """(trials, device) of :func:`plan_rounds`: what :class:`~sgjnd.runtime.pairs.PairMaker` is given."""
-    plan = plan_rounds(models, choice, rounds)
-    return plan.trials, plan.device
-
-
 class JNDPredictor:
     """Predicts the JND of images with one model on one backend.
 

@@ -29,7 +29,7 @@ from sgjnd.runtime.backends.registry import open_model  # noqa: E402
 from sgjnd.runtime.decode import decode_image  # noqa: E402
 from sgjnd.runtime.device_rounds import encoder_input_on_device, shared_tensor_device  # noqa: E402
 from sgjnd.runtime.patches import normalize_patches  # noqa: E402
-from sgjnd.runtime.predictor import JNDPredictor, PredictConfig, jpeg_trials_for, plan_rounds  # noqa: E402
+from sgjnd.runtime.predictor import JNDPredictor, PredictConfig, RoundPlan, plan_rounds  # noqa: E402
 from sgjnd.runtime.search import SearchConfig  # noqa: E402
 
 CASES = ["torch-f32in", "torch-u8in", "onnxruntime-u8in", "onnxruntime-f32in", "tensorrt-fake-u8in"]
@@ -82,11 +82,13 @@ def test_device_rounds_give_the_host_paths_scores(
 
 
 def test_on_a_cpu_rounds_stay_on_the_host_unless_forced(models: ModelBackends) -> None:
-    assert jpeg_trials_for(models, "auto") == ("opencv", None)  # the array pipeline is slower than libjpeg on a CPU
-    assert jpeg_trials_for(models, "opencv") == ("opencv", None)
+    # the array pipeline is slower than libjpeg on a CPU
+    assert plan_rounds(models, "auto") == RoundPlan("opencv", None, False)
+    assert plan_rounds(models, "opencv") == RoundPlan("opencv", None, False)
     assert shared_tensor_device(models) == "cpu"
-    assert jpeg_trials_for(models, "exact") == ("exact", None)  # numpy: torch's CPU kernels are slower for it
-    assert jpeg_trials_for(models, "auto", "device") == ("exact", "cpu")
+    # numpy: torch's CPU kernels are slower for it
+    assert plan_rounds(models, "exact") == RoundPlan("exact", None, False)
+    assert plan_rounds(models, "auto", "device") == RoundPlan("exact", "cpu", True)
     assert JNDPredictor(models, PredictConfig(jpeg="exact")).device_rounds is None
     assert JNDPredictor(models, PredictConfig(rounds="device")).device_rounds is not None
     with pytest.raises(UsageError, match="not 'opencv'"):
@@ -99,7 +101,7 @@ def test_a_backend_without_device_tensors_keeps_the_host_path(tiny_onnx_dir: Pat
     pytest.importorskip("openvino", reason="the openvino backend needs openvino")
     with open_model("openvino", tiny_onnx_dir, threads=1) as models:
         assert shared_tensor_device(models) is None
-        assert jpeg_trials_for(models, "exact") == ("exact", None)  # numpy trials, host rounds
+        assert plan_rounds(models, "exact") == RoundPlan("exact", None, False)  # numpy trials, host rounds
         with pytest.raises(UsageError, match="needs both graphs to take torch tensors on one device"):
             JNDPredictor(models, PredictConfig(rounds="device"))
         predictor = JNDPredictor(models, PredictConfig(max_patches=2, jpeg="exact"))
@@ -141,9 +143,7 @@ def test_jpeg_trials_and_rounds_follow_where_the_graphs_run(
     from sgjnd.spec import ModelSpec
 
     models = ModelBackends(ModelSpec("x", 64, 128), _Runner(encoder), _Runner(head))  # type: ignore[arg-type]
-    plan = plan_rounds(models, choice)
-    assert (plan.trials, plan.device, plan.on_device) == want
-    assert jpeg_trials_for(models, choice) == want[:2]
+    assert plan_rounds(models, choice) == RoundPlan(*want)
     assert not plan_rounds(models, choice, "host").on_device
 
 

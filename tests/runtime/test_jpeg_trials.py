@@ -13,7 +13,7 @@ import pytest
 from sgjnd.errors import UsageError
 from sgjnd.runtime.backends.registry import open_model
 from sgjnd.runtime.pairs import PairMaker, prefetched
-from sgjnd.runtime.predictor import JNDPredictor, PredictConfig, jpeg_trials_for
+from sgjnd.runtime.predictor import JNDPredictor, PredictConfig, RoundPlan, plan_rounds
 from sgjnd.runtime.search import SearchConfig
 from sgjnd.spec import ModelSpec
 
@@ -89,10 +89,10 @@ def test_auto_chooses_opencv_for_a_cpu_encoder(tiny_onnx_dir: Path) -> None:
     through I/O binding, where torch is installed). Every CUDA case: tests/runtime/test_device_rounds.py."""
     pytest.importorskip("torch", reason="device tensors are torch tensors")
     with open_model("onnxruntime", tiny_onnx_dir) as models:
-        assert jpeg_trials_for(models, "auto") == ("opencv", None)
-        assert jpeg_trials_for(models, "exact") == ("exact", None)  # numpy on a CPU
-        assert jpeg_trials_for(models, "exact", "device") == ("exact", "cpu")
-        assert jpeg_trials_for(models, "opencv") == ("opencv", None)
+        assert plan_rounds(models, "auto") == RoundPlan("opencv", None, False)
+        assert plan_rounds(models, "exact") == RoundPlan("exact", None, False)  # numpy on a CPU
+        assert plan_rounds(models, "exact", "device") == RoundPlan("exact", "cpu", True)
+        assert plan_rounds(models, "opencv") == RoundPlan("opencv", None, False)
 
 
 def test_bad_trial_settings_are_refused() -> None:
