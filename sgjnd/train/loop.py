@@ -506,10 +506,11 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
         raise UsageError(f"no training sources left in {dataset.root} after the split and exclusions")
     if config.validation.only and len(val_set):
         pattern = re.compile(config.validation.only)
-        val_set = val_set.subset(s.name for s in val_set.sources if pattern.search(s.name))
-        if not len(val_set):
+        matched = [s.name for s in val_set.sources if pattern.search(s.name)]
+        if not matched:
             raise UsageError(f"validation.only {config.validation.only!r} matches none of the validation items "
-                             f"(names like {[s.name for s in dataset.sources[:3]]}): loosen it or drop it")
+                             f"(names like {val_set.names[:3]}): loosen it or drop it")
+        val_set = val_set.subset(matched)
 
     model = build_model(config)
     if dataset.jpeg is not None and dataset.jpeg != model.spec.jpeg:

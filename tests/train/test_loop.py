@@ -202,7 +202,8 @@ def test_validation_only_scores_the_matching_items(proxy_csv: Path, tmp_path: Pa
     run = json.loads((tmp_path / "a" / "run.json").read_text())
     assert run["val_sources"] == 1 and run["train_sources"] == 2  # coffee__b is neither scored nor trained on
     assert result.best_mae is not None
-    with pytest.raises(UsageError, match=r"validation.only '__c\$' matches none of the validation items"):
+    with pytest.raises(UsageError, match=r"validation.only '__c\$' matches none of the validation items "
+                                         r"\(names like \['coffee__a', 'coffee__b'\]\)"):
         train(with_validation("__c$"), tmp_path / "c", progress=False)
     with pytest.raises(UsageError, match=r"validation.only '\(' is not a regular expression"):
         with_validation("(")
