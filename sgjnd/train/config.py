@@ -91,6 +91,9 @@ class OptimConfig:
         schedule: ``cosine`` decay to 0 over all steps, or ``constant``.
         warmup_steps: linear warm-up steps.
         grad_clip: max gradient norm; None disables clipping.
+        ema_decay: keep an exponential moving average of the weights with this decay per step (timm's ModelEma;
+            torch's ``AveragedModel``) and save, validate and select the averaged weights; it damps the swings of
+            a small-data run between epochs. None: the raw weights.
     """
 
     lr_backbone: float = 5e-5
@@ -99,6 +102,7 @@ class OptimConfig:
     schedule: Schedule = "cosine"
     warmup_steps: int = 0
     grad_clip: float | None = 1.0
+    ema_decay: float | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,8 @@ class TrainConfig:
             (self.sampling.qfs_per_image >= 1, "sampling.qfs_per_image must be >= 1"),
             (all(1 <= q <= 100 for q in self.sampling.qfs), "sampling.qfs must lie in 1..100"),
             (self.optim.lr_head > 0 and self.optim.lr_backbone >= 0, "learning rates must be positive"),
+            (self.optim.ema_decay is None or 0 < self.optim.ema_decay < 1,
+             f"optim.ema_decay must lie in (0, 1) (e.g. 0.99), got {self.optim.ema_decay}"),
             (self.validation.every >= 1, "validation.every must be >= 1"),
             (1 <= self.validation.min_qf <= self.validation.max_qf <= 100, "need 1 <= min_qf <= max_qf <= 100"),
             (self.data.folds >= 2 and 0 <= self.data.fold < self.data.folds, "need folds >= 2, 0 <= fold < folds"),

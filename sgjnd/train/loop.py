@@ -26,6 +26,7 @@ import logging
 import math
 import re
 import time
+import typing
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -155,6 +156,18 @@ def param_groups(model: SGJND, config: TrainConfig) -> list[dict[str, Any]]:
          "params": [p for p in model.parameters() if p.requires_grad and id(p) not in backbone]},
     ]
     return [g for g in groups if g["params"]]
+
+
+def averaged_model(model: SGJND, decay: float | None) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of ``model``'s weights (buffers too) with ``decay`` per step, or None.
+
+    torch's ``AveragedModel`` with its EMA update: its first update copies the weights, later ones blend them.
+    """
+    if decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def lr_factor(step: int, total: int, config: TrainConfig) -> float:
@@ -524,6 +537,9 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
     if not groups:
         raise UsageError("every parameter is frozen: nothing to train; shorten model.freeze")
     optimizer = torch.optim.AdamW(groups, weight_decay=config.optim.weight_decay)
+    ema = averaged_model(model, config.optim.ema_decay)
+    # what checkpoints hold, validation scores and best.pt keeps: the average when there is one
+    saved: SGJND = typing.cast(SGJND, ema.module) if ema is not None else model
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     sampler = Sampler(train_set, model, config, label)
     # the constant guess a model must beat: `sgjnd evaluate` scores it beside the model
@@ -545,6 +561,8 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
                                   "pass --no-resume to start over")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
         history = list(state["history"])
         best_mae = state["best_mae"]
@@ -585,6 +603,8 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
             if config.optim.grad_clip:
                 nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], config.optim.grad_clip)
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             steps_this_call += 1
             losses.append(float(loss.detach()))
@@ -603,9 +623,10 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
             record["feature_cache"] = {"hits": cache.hits, "misses": cache.misses, "mb": round(cache.used / 2**20)}
         statement = weights_statement(config, dataset, len(train_set), epoch)
         model.eval()
-        _save(model, last, statement, config.save_fp16, facts)
+        saved.eval()
+        _save(saved, last, statement, config.save_fp16, facts)
         if config.keep_epochs:
-            _save(model, out_dir / f"epoch_{epoch:03d}.pt", statement, config.save_fp16, facts)
+            _save(saved, out_dir / f"epoch_{epoch:03d}.pt", statement, config.save_fp16, facts)
         improved = False
         if len(val_set) and epoch % config.validation.every == 0:
             metrics = _validate(last, val_set, config, label)
@@ -617,14 +638,15 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
         elif not len(val_set):
             best_epoch, improved = epoch, True
         if improved:
-            _save(model, best, statement, config.save_fp16, facts)
+            _save(saved, best, statement, config.save_fp16, facts)
         record["seconds"] = round(time.perf_counter() - started, 1)
         record["best_epoch"] = best_epoch
         history.append(record)
         with open(out_dir / METRICS_FILE, "a") as fh:
             fh.write(json.dumps(record) + "\n")
         torch.save({"format": STATE_FORMAT, "epoch": epoch, "step": step, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "history": history, "best_mae": best_mae,
+                    "optimizer": optimizer.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                    "history": history, "best_mae": best_mae,
                     "best_epoch": best_epoch, "bad": bad, "config": json.loads(json.dumps(config.to_dict()))},
                    out_dir / ".train_state.tmp")
         (out_dir / ".train_state.tmp").replace(state_path)
@@ -641,7 +663,7 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
             log.info("early stop after epoch %d: no better validation MAE for %d validations", epoch, bad)
             break
     if not best.exists() and last.exists():
-        _save(model, best, weights_statement(config, dataset, len(train_set), epoch), config.save_fp16,
+        _save(saved, best, weights_statement(config, dataset, len(train_set), epoch), config.save_fp16,
               facts)
     return TrainResult(out_dir, best, last, len(history), best_epoch, best_mae, stopped, history)
 

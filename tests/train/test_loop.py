@@ -207,3 +207,34 @@ def test_validation_only_scores_the_matching_items(proxy_csv: Path, tmp_path: Pa
         train(with_validation("__c$"), tmp_path / "c", progress=False)
     with pytest.raises(UsageError, match=r"validation.only '\(' is not a regular expression"):
         with_validation("(")
+
+
+def test_ema_saves_the_averaged_weights_and_resumes_exactly(proxy_csv: Path, tmp_path: Path,
+                                                            tiny_config: MakeConfig) -> None:
+    base = tiny_config(proxy_csv, tmp_path, epochs=2)
+    config = dataclasses.replace(base, data=dataclasses.replace(base.data, val_groups=[]),
+                                 optim=dataclasses.replace(base.optim, ema_decay=0.5))
+    full = train(config, tmp_path / "full", progress=False)
+    state = torch.load(tmp_path / "full" / "train_state.pt", weights_only=True)
+    raw, saved = state["model"], weights(full.last)
+    trained = [k for k in raw if raw[k].is_floating_point() and not torch.equal(raw[k], state["ema"]["module." + k])]
+    assert trained, "the average should differ from the raw weights after four steps"
+    # the checkpoint holds the average (FP32 here), not the raw weights
+    assert all(torch.equal(saved[k], state["ema"]["module." + k]) for k in saved)
+    assert int(state["ema"]["n_averaged"]) == 4  # one update per step: 2 epochs x 2 steps
+
+    no_ema = train(dataclasses.replace(config, optim=base.optim), tmp_path / "plain", progress=False)
+    plain = torch.load(tmp_path / "plain" / "train_state.pt", weights_only=True)["model"]
+    assert all(torch.equal(raw[k], plain[k]) for k in raw)  # averaging never changes the training itself
+    assert not same(saved, weights(no_ema.last))
+
+    train(config, tmp_path / "resumed", progress=False, max_steps=2)  # stops after epoch 1
+    resumed = train(config, tmp_path / "resumed", progress=False)
+    assert same(saved, weights(resumed.last))
+
+
+def test_ema_decay_must_lie_between_zero_and_one(proxy_csv: Path, tmp_path: Path, tiny_config: MakeConfig) -> None:
+    base = tiny_config(proxy_csv, tmp_path)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(UsageError, match=r"optim.ema_decay must lie in \(0, 1\)"):
+            dataclasses.replace(base, optim=dataclasses.replace(base.optim, ema_decay=bad))
