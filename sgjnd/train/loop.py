@@ -506,24 +506,9 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
     torch.set_num_threads(config.threads)
     label = LabelConfig(config.data.label, config.data.sur_p)
 
-    dataset = open_dataset(Path(config.data.path), config.data.kind, jnd_index=config.data.jnd_index)
-    if config.data.exclude:
-        dropped = set(config.data.exclude)
-        dataset = dataset.subset(s.name for s in dataset.sources if s.name not in dropped and s.group not in dropped)
-    if config.data.val_groups is not None and not config.data.val_groups:
-        train_set, val_set = dataset, dataset.subset([])
-    else:
-        train_set, val_set = split_dataset(dataset, k=config.data.folds, fold=config.data.fold,
-                                           seed=config.data.split_seed, val_groups=config.data.val_groups)
+    dataset, train_set, val_set = split_for(config)
     if not len(train_set):
         raise UsageError(f"no training sources left in {dataset.root} after the split and exclusions")
-    if config.validation.only and len(val_set):
-        pattern = re.compile(config.validation.only)
-        matched = [s.name for s in val_set.sources if pattern.search(s.name)]
-        if not matched:
-            raise UsageError(f"validation.only {config.validation.only!r} matches none of the validation items "
-                             f"(names like {val_set.names[:3]}): loosen it or drop it")
-        val_set = val_set.subset(matched)
 
     model = build_model(config)
     if dataset.jpeg is not None and dataset.jpeg != model.spec.jpeg:
@@ -622,7 +607,6 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
         if cache is not None:
             record["feature_cache"] = {"hits": cache.hits, "misses": cache.misses, "mb": round(cache.used / 2**20)}
         statement = weights_statement(config, dataset, len(train_set), epoch)
-        model.eval()
         saved.eval()
         _save(saved, last, statement, config.save_fp16, facts)
         if config.keep_epochs:
@@ -668,15 +652,38 @@ def train(config: TrainConfig, out_dir: Path | None = None, *, resume: bool = Tr
     return TrainResult(out_dir, best, last, len(history), best_epoch, best_mae, stopped, history)
 
 
-def dataset_summary(config: TrainConfig) -> dict[str, Any]:
-    """The split a config makes (source names per split), without training: for ``sgjnd train --dry-run``."""
+def split_for(config: TrainConfig) -> tuple[JNDDataset, JNDDataset, JNDDataset]:
+    """The dataset of ``config`` after its exclusions, its training sources and the validation items scored.
+
+    Validation is whole source groups (``data.val_groups`` or a fold; ``[]``: none), narrowed to the items
+    ``validation.only`` matches; training never sees a validation group either way.
+
+    Raises:
+        UsageError: ``validation.only`` matches no validation item; DatasetError: the dataset does not fit its layout.
+    """
     dataset = open_dataset(Path(config.data.path), config.data.kind, jnd_index=config.data.jnd_index)
     if config.data.exclude:
         dropped = set(config.data.exclude)
         dataset = dataset.subset(s.name for s in dataset.sources if s.name not in dropped and s.group not in dropped)
     if config.data.val_groups is not None and not config.data.val_groups:
-        return {"train": dataset.names, "val": [], "labels": dataset.description}
+        return dataset, dataset, dataset.subset([])
     train_set, val_set = split_dataset(dataset, k=config.data.folds, fold=config.data.fold,
                                        seed=config.data.split_seed, val_groups=config.data.val_groups)
-    return {"train": train_set.names, "val": val_set.names, "labels": dataset.description,
-            "notes": list(dataset.notes), **dataclasses.asdict(LabelConfig(config.data.label, config.data.sur_p))}
+    if config.validation.only and len(val_set):
+        pattern = re.compile(config.validation.only)
+        matched = [s.name for s in val_set.sources if pattern.search(s.name)]
+        if not matched:
+            raise UsageError(f"validation.only {config.validation.only!r} matches none of the validation items "
+                             f"(names like {val_set.names[:3]}): loosen it or drop it")
+        val_set = val_set.subset(matched)
+    return dataset, train_set, val_set
+
+
+def dataset_summary(config: TrainConfig) -> dict[str, Any]:
+    """The split a config makes (source names per split), without training: for ``sgjnd train --dry-run``."""
+    dataset, train_set, val_set = split_for(config)
+    summary = {"train": train_set.names, "val": val_set.names, "labels": dataset.description}
+    if config.data.val_groups is not None and not config.data.val_groups:
+        return summary
+    return {**summary, "notes": list(dataset.notes),
+            **dataclasses.asdict(LabelConfig(config.data.label, config.data.sur_p))}

@@ -17,7 +17,7 @@ from sgjnd.data.labels import LabelConfig
 from sgjnd.errors import UsageError
 from sgjnd.model import create_model, load_checkpoint
 from sgjnd.train.config import TrainConfig
-from sgjnd.train.loop import Sampler, Trainer, build_model, encode_from_stages, set_train_mode, train
+from sgjnd.train.loop import Sampler, Trainer, build_model, dataset_summary, encode_from_stages, set_train_mode, train
 
 MakeConfig = Callable[..., TrainConfig]
 
@@ -202,6 +202,8 @@ def test_validation_only_scores_the_matching_items(proxy_csv: Path, tmp_path: Pa
     run = json.loads((tmp_path / "a" / "run.json").read_text())
     assert run["val_sources"] == 1 and run["train_sources"] == 2  # coffee__b is neither scored nor trained on
     assert result.best_mae is not None
+    split = dataset_summary(with_validation("__a$"))  # the dry run shows the same split
+    assert split["val"] == ["coffee__a"] and "coffee__b" not in split["train"]
     with pytest.raises(UsageError, match=r"validation.only '__c\$' matches none of the validation items "
                                          r"\(names like \['coffee__a', 'coffee__b'\]\)"):
         train(with_validation("__c$"), tmp_path / "c", progress=False)
